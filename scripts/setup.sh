@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian bookworm packages nv2pt needs to build, test and run QEMU 7.2 against the model.
+# Idempotent: skips apt entirely when everything is already there.
+set -euo pipefail
+pkgs=(
+  build-essential cmake g++
+  libfdt-dev device-tree-compiler
+  libcli11-dev libfmt-dev nlohmann-json3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  qemu-system-ppc
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  echo "setup: installing ${missing[*]}"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
