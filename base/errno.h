@@ -38,13 +38,19 @@ constexpr std::unexpected<Errno> fail(Errno e) { return std::unexpected<Errno>(e
 // Symbolic name ("EINVAL") for messages and reports; falls back to the number.
 std::string_view errno_name(Errno e);
 
+namespace detail {
+template <class T>
+T take_value(std::expected<T, Errno>&& r) { return std::move(*r); }
+inline void take_value(std::expected<void, Errno>&&) {}
+}  // namespace detail
+
 }  // namespace nv2pt
 
 // Propagate an error from an expression returning Result<T>; evaluates to the value (GNU statement expression,
 // like SerenityOS's TRY()).
 #define NV2PT_TRY(expr)                                              \
   ({                                                                 \
-    auto&& nv2pt_try_result_ = (expr);                               \
+    auto nv2pt_try_result_ = (expr);                                 \
     if (!nv2pt_try_result_) return ::std::unexpected(nv2pt_try_result_.error()); \
-    std::move(*nv2pt_try_result_);                                   \
+    ::nv2pt::detail::take_value(std::move(nv2pt_try_result_));       \
   })

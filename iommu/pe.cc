@@ -1,0 +1,62 @@
+#include "iommu/pe.h"
+
+namespace nv2pt::iommu {
+
+Result<void> Pe::set_window(unsigned num, const TceTable* table) {
+  if (num >= kMaxWindows || !table) return fail(kEINVAL);
+  std::lock_guard lock(mutex_);
+  if (fail_next_set_window_) {
+    fail_next_set_window_ = false;
+    return fail(kEIO);
+  }
+  // One TVE: the NPU sees only the window programmed last.
+  if (kind_ == Kind::kNpu2) windows_.fill(nullptr);
+  windows_[num] = table;
+  return {};
+}
+
+void Pe::unset_window(unsigned num) {
+  if (num >= kMaxWindows) return;
+  std::lock_guard lock(mutex_);
+  windows_[num] = nullptr;
+}
+
+const TceTable* Pe::window(unsigned num) const {
+  if (num >= kMaxWindows) return nullptr;
+  std::lock_guard lock(mutex_);
+  return windows_[num];
+}
+
+unsigned Pe::window_count() const {
+  std::lock_guard lock(mutex_);
+  unsigned n = 0;
+  for (const TceTable* t : windows_) n += t != nullptr;
+  return n;
+}
+
+bool Pe::bypass() const {
+  std::lock_guard lock(mutex_);
+  return bypass_;
+}
+
+void Pe::set_bypass(bool on) {
+  std::lock_guard lock(mutex_);
+  bypass_ = on;
+}
+
+Result<uint64_t> Pe::translate(uint64_t bus_addr, bool write) const {
+  std::lock_guard lock(mutex_);
+  for (const TceTable* table : windows_) {
+    if (!table || !table->contains(bus_addr)) continue;
+    const uint64_t index = (bus_addr - table->bus_start()) >> table->page_shift();
+    const uint64_t tce = table->get(index);
+    const uint64_t needed = write ? kTceWrite : kTceRead;
+    if (!(tce & kTcePermMask)) return fail(kEFAULT);
+    if (!(tce & needed)) return fail(kEPERM);
+    const uint64_t page_mask = table->page_size() - 1;
+    return (tce & ~kTcePermMask & ~page_mask) | (bus_addr & page_mask);
+  }
+  return fail(kEFAULT);
+}
+
+}  // namespace nv2pt::iommu

@@ -1,0 +1,73 @@
+#include "iommu/table_group.h"
+
+namespace nv2pt::iommu {
+
+PageSizeMask page_size_mask(const std::vector<uint32_t>& shifts) {
+  PageSizeMask mask = 0;
+  for (uint32_t s : shifts) {
+    if (s < 64) mask |= 1ull << s;
+  }
+  return mask;
+}
+
+TableGroup::TableGroup(std::string name, Ops ops, Properties properties, std::vector<Pe*> members)
+    : name_(std::move(name)), ops_(ops), properties_(properties), members_(std::move(members)) {
+  if (ops_ == Ops::kLegacy) {
+    // A legacy group comes with its 32-bit window already built by the host (4 KiB pages, one level).
+    auto geometry = compute_geometry(12, properties_.tce32_size, 1);
+    if (geometry) {
+      auto table = TceTable::create(*geometry, properties_.tce32_start,
+                                    {.userspace_cache = false, .max_alloc_bytes = ~0ull});
+      if (table) legacy_table_ = std::move(*table);
+    }
+  }
+}
+
+TableGroup::~TableGroup() = default;
+
+Result<std::unique_ptr<TceTable>> TableGroup::create_table(unsigned num, unsigned page_shift, uint64_t window_size,
+                                                           unsigned levels, uint64_t max_alloc_bytes) const {
+  if (num >= kMaxWindows) return fail(kEINVAL);
+  const TableGeometry geometry = NV2PT_TRY(compute_geometry(page_shift, window_size, levels));
+  const uint64_t bus_start = num == 0 ? properties_.tce32_start : kWindow1BusStart;
+  return TceTable::create(geometry, bus_start, {.userspace_cache = true, .max_alloc_bytes = max_alloc_bytes});
+}
+
+Result<void> TableGroup::set_window(unsigned num, const TceTable* table) {
+  for (size_t i = 0; i < members_.size(); ++i) {
+    if (auto r = members_[i]->set_window(num, table); !r) {
+      for (size_t j = 0; j < i; ++j) members_[j]->unset_window(num);
+      return r;
+    }
+  }
+  return {};
+}
+
+void TableGroup::unset_window(unsigned num) {
+  for (Pe* pe : members_) pe->unset_window(num);
+}
+
+void TableGroup::take_ownership() {
+  std::lock_guard lock(mutex_);
+  for (Pe* pe : members_) {
+    pe->set_bypass(false);
+    pe->unset_window(0);
+  }
+  owned_by_user_ = true;
+}
+
+void TableGroup::release_ownership() {
+  std::lock_guard lock(mutex_);
+  for (Pe* pe : members_) {
+    for (unsigned n = 0; n < kMaxWindows; ++n) pe->unset_window(n);
+    pe->set_bypass(true);
+  }
+  owned_by_user_ = false;
+}
+
+bool TableGroup::owned_by_user() const {
+  std::lock_guard lock(mutex_);
+  return owned_by_user_;
+}
+
+}  // namespace nv2pt::iommu

@@ -1,0 +1,97 @@
+// A multi-level TCE table with indirect levels allocated on demand (pci-ioda-tce.c, v5.4+), and its user-address
+// cache of the same shape (it_userspace) that v2 containers and KVM use to find the registration behind each TCE.
+//
+// Only the top block exists after creation. Lower blocks are allocated when an entry below them is first written and
+// published with compare-and-swap, so two threads racing on the same missing block end with exactly one winner and
+// no leak. A published block is never removed before the table is freed (so clear() may skip missing leaves).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "base/errno.h"
+#include "iommu/table_geometry.h"
+#include "iommu/tce.h"
+
+namespace nv2pt::iommu {
+
+class TceTable {
+ public:
+  struct Options {
+    bool userspace_cache = true;  // VFIO and KVM tables have one; host-owned tables do not
+    uint64_t max_alloc_bytes = kDefaultMaxAllocBytes;
+  };
+
+  // A run of consecutive entries inside one leaf block: the tight loops of MAP/UNMAP walk the tree once per leaf.
+  struct Leaf {
+    std::atomic<uint64_t>* entries = nullptr;  // big-endian words; nullptr if the leaf is missing
+    uint64_t count = 0;                        // entries from the requested index to the end of the leaf block
+  };
+
+  struct OldEntry {
+    uint64_t hpa = 0;
+    DmaDirection direction = DmaDirection::kNone;
+  };
+
+  // EINVAL for a bad geometry (see compute_geometry), ENOMEM if the top block exceeds the allocation limit or cannot
+  // be allocated. `bus_start` must be aligned to the IOMMU page.
+  static Result<std::unique_ptr<TceTable>> create(const TableGeometry& geometry, uint64_t bus_start,
+                                                  Options options);
+  ~TceTable();
+  TceTable(const TceTable&) = delete;
+  TceTable& operator=(const TceTable&) = delete;
+
+  const TableGeometry& geometry() const { return geometry_; }
+  unsigned page_shift() const { return geometry_.page_shift; }
+  uint64_t page_size() const { return 1ull << geometry_.page_shift; }
+  uint64_t bus_start() const { return bus_start_; }
+  // End of the bus space the table covers (after Q22 widening).
+  uint64_t bus_end() const { return bus_start_ + geometry_.effective_window(); }
+  uint64_t size() const { return geometry_.size(); }  // entries
+  bool has_userspace_cache() const { return options_.userspace_cache; }
+  bool contains(uint64_t bus_addr) const { return bus_addr >= bus_start_ && bus_addr < bus_end(); }
+
+  // Entry `index` is relative to the window start. Callers bound it by size(); the walk itself does not.
+  Leaf hw_leaf(uint64_t index, bool alloc) { return walk(hw_, index, alloc); }
+  Leaf cache_leaf(uint64_t index, bool alloc) { return walk(cache_, index, alloc); }
+
+  // Swaps in `hpa | permissions(dir)` and reports what was there. Direction none with a missing leaf succeeds
+  // without allocating. ENOMEM if a level is missing and cannot be allocated (or alloc is false).
+  Result<OldEntry> exchange(uint64_t index, uint64_t hpa, DmaDirection dir, bool alloc = true);
+  // The raw TCE in host byte order, 0 if a level is missing.
+  uint64_t get(uint64_t index) const;
+  // The user address cached for an entry, 0 if none.
+  uint64_t cached_ua(uint64_t index) const;
+  // Zeroes [index, index+n) of the hardware table, skipping missing leaves.
+  void clear(uint64_t index, uint64_t n);
+
+  // Bytes of level blocks really allocated, hardware table and cache together.
+  uint64_t allocated_bytes() const { return allocated_bytes_.load(std::memory_order_relaxed); }
+  // Level blocks allocated so far (both trees).
+  uint64_t allocated_blocks() const { return allocated_blocks_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Tree {
+    std::atomic<uint64_t>* top = nullptr;
+  };
+
+  TceTable(const TableGeometry& geometry, uint64_t bus_start, Options options)
+      : geometry_(geometry), bus_start_(bus_start), options_(options) {}
+
+  Leaf walk(Tree& tree, uint64_t index, bool alloc);
+  Leaf walk_const(const Tree& tree, uint64_t index) const;
+  std::atomic<uint64_t>* allocate_block();
+  void free_block(std::atomic<uint64_t>* block, unsigned level);
+  uint64_t leaf_remaining(uint64_t index) const;
+
+  TableGeometry geometry_;
+  uint64_t bus_start_;
+  Options options_;
+  Tree hw_;
+  Tree cache_;
+  std::atomic<uint64_t> allocated_bytes_{0};
+  std::atomic<uint64_t> allocated_blocks_{0};
+};
+
+}  // namespace nv2pt::iommu

@@ -1,0 +1,146 @@
+#include "iommu/tce_table.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+#include <vector>
+
+namespace nv2pt::iommu {
+namespace {
+
+constexpr uint64_t KiB = 1ull << 10, MiB = 1ull << 20, GiB = 1ull << 30;
+
+std::unique_ptr<TceTable> make(unsigned page_shift, uint64_t window, unsigned levels, bool cache = true) {
+  auto g = compute_geometry(page_shift, window, levels);
+  EXPECT_TRUE(g);
+  auto t = TceTable::create(*g, 0, {.userspace_cache = cache});
+  EXPECT_TRUE(t);
+  return std::move(*t);
+}
+
+TEST(TceTable, OnlyTopBlocksExistAfterCreation) {
+  auto t = make(16, 1ull << 46, 2);
+  EXPECT_EQ(t->allocated_bytes(), 512 * KiB);  // §5.3: 256 KiB top block x (table + cache)
+  EXPECT_EQ(t->allocated_blocks(), 2u);
+  EXPECT_EQ(t->get(12345), 0u);
+  EXPECT_EQ(t->allocated_bytes(), 512 * KiB);  // a read allocates nothing
+}
+
+TEST(TceTable, LevelsAreAllocatedOnDemand) {
+  auto t = make(16, 1ull << 46, 2, /*cache=*/false);
+  const uint64_t base = t->allocated_bytes();
+  ASSERT_TRUE(t->exchange(5, 0x1230000, DmaDirection::kBidirectional));
+  EXPECT_EQ(t->allocated_bytes(), base + 256 * KiB);
+  ASSERT_TRUE(t->exchange(6, 0x1240000, DmaDirection::kBidirectional));  // same leaf
+  EXPECT_EQ(t->allocated_bytes(), base + 256 * KiB);
+  ASSERT_TRUE(t->exchange(32768, 0x1250000, DmaDirection::kToDevice));  // next leaf
+  EXPECT_EQ(t->allocated_bytes(), base + 512 * KiB);
+  EXPECT_EQ(t->get(5), 0x1230000u | kTceRead | kTceWrite);
+  EXPECT_EQ(t->get(32768), 0x1250000u | kTceRead);
+}
+
+TEST(TceTable, EntriesAreBigEndianInMemory) {
+  auto t = make(16, 1ull << 30, 1, false);
+  ASSERT_TRUE(t->exchange(1, 0x10000, DmaDirection::kBidirectional));
+  TceTable::Leaf leaf = t->hw_leaf(1, false);
+  ASSERT_NE(leaf.entries, nullptr);
+  const uint64_t raw = leaf.entries->load();
+  const auto* bytes = reinterpret_cast<const uint8_t*>(&raw);
+  EXPECT_EQ(bytes[7], 0x03);  // perms in the last byte
+  EXPECT_EQ(bytes[5], 0x01);  // 0x10000
+}
+
+// §7 scenario 56: a write-only mapping is stored R|W, and reads back as bidirectional.
+TEST(TceTable, Scenario56_WriteImpliesRead) {
+  auto t = make(16, 1ull << 30, 1, false);
+  auto first = t->exchange(3, 0x30000, DmaDirection::kFromDevice);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->direction, DmaDirection::kNone);
+  EXPECT_EQ(t->get(3) & kTcePermMask, kTceRead | kTceWrite);
+  auto second = t->exchange(3, 0x40000, DmaDirection::kToDevice);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->hpa, 0x30000u);
+  EXPECT_EQ(second->direction, DmaDirection::kBidirectional);
+}
+
+TEST(TceTable, ClearingAMissingLeafAllocatesNothing) {
+  auto t = make(16, 1ull << 46, 2, false);
+  const uint64_t before = t->allocated_bytes();
+  auto old = t->exchange(1ull << 20, 0, DmaDirection::kNone);
+  ASSERT_TRUE(old);
+  EXPECT_EQ(old->direction, DmaDirection::kNone);
+  t->clear(0, 1ull << 25);
+  EXPECT_EQ(t->allocated_bytes(), before);
+}
+
+TEST(TceTable, MisalignedHpaIsRefused) {
+  auto t = make(16, 1ull << 30, 1, false);
+  EXPECT_EQ(t->exchange(0, 0x1000, DmaDirection::kBidirectional).error(), kEINVAL);
+}
+
+TEST(TceTable, MissingLevelWithoutAllocIsENOMEM) {
+  auto t = make(16, 1ull << 46, 2, false);
+  EXPECT_EQ(t->exchange(7, 0x10000, DmaDirection::kBidirectional, /*alloc=*/false).error(), kENOMEM);
+}
+
+TEST(TceTable, LowerBlocksObeyTheAllocationLimit) {
+  auto g = compute_geometry(16, 1ull << 46, 2);
+  ASSERT_TRUE(g);
+  EXPECT_EQ(TceTable::create(*g, 0, {.max_alloc_bytes = 128 * KiB}).error(), kENOMEM);
+}
+
+TEST(TceTable, LeafSpansEndAtTheBlockBoundary) {
+  auto t = make(16, 1ull << 46, 2, false);
+  TceTable::Leaf leaf = t->hw_leaf(32760, true);
+  ASSERT_NE(leaf.entries, nullptr);
+  EXPECT_EQ(leaf.count, 8u);
+  auto flat = make(16, 1 * GiB, 1, false);
+  EXPECT_EQ(flat->hw_leaf(10, false).count, flat->size() - 10);
+}
+
+TEST(TceTable, ThreeLevelWalk) {
+  auto g = compute_geometry(12, 1ull << 40, 3);  // 28 entry bits -> 10 per level, 64 KiB blocks (13 bits)
+  ASSERT_TRUE(g);
+  auto t = TceTable::create(*g, 0, {.userspace_cache = false});
+  ASSERT_TRUE(t);
+  const uint64_t far = (1ull << 28) - 1;
+  ASSERT_TRUE((*t)->exchange(far, 0x5000, DmaDirection::kToDevice));
+  ASSERT_TRUE((*t)->exchange(0, 0x6000, DmaDirection::kToDevice));
+  EXPECT_EQ((*t)->get(far), 0x5000u | kTceRead);
+  EXPECT_EQ((*t)->get(0), 0x6000u | kTceRead);
+  EXPECT_EQ((*t)->get(far - 1), 0u);
+  EXPECT_EQ((*t)->allocated_blocks(), 1u + 2u + 2u);
+}
+
+// §7 scenario 80: threads writing entries under the same missing level end with one block, no leak.
+TEST(TceTable, Scenario80_ConcurrentLevelAllocationHasOneWinner) {
+  for (int round = 0; round < 50; ++round) {
+    auto t = make(16, 1ull << 46, 2, false);
+    const uint64_t before = t->allocated_blocks();
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 4; ++i) {
+      threads.emplace_back([&t, i] {
+        ASSERT_TRUE(t->exchange(100 + i, (0x100 + i) * 0x10000ull, DmaDirection::kBidirectional));
+      });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(t->allocated_blocks(), before + 1);
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(t->get(100 + i), ((0x100 + i) * 0x10000ull) | 3);
+  }
+}
+
+// §5.4: mapping 16 GiB at 0 and 16 GiB at 0x244000000000 touches 16 leaf blocks: 4.25 MiB per tree.
+TEST(TceTable, Section54_OnDemandMemoryForTheSeedLayout) {
+  auto t = make(16, 1ull << 46, 2);
+  for (uint64_t base : {0ull, 0x244000000000ull}) {
+    for (uint64_t off = 0; off < 16 * GiB; off += 2 * GiB) {
+      const uint64_t index = (base + off) >> 16;
+      ASSERT_NE(t->hw_leaf(index, true).entries, nullptr);
+      ASSERT_NE(t->cache_leaf(index, true).entries, nullptr);
+    }
+  }
+  EXPECT_EQ(t->allocated_bytes(), 2 * (4 * MiB + 256 * KiB));
+}
+
+}  // namespace
+}  // namespace nv2pt::iommu
