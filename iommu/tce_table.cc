@@ -66,16 +66,17 @@ uint64_t TceTable::leaf_remaining(uint64_t index) const {
 
 TceTable::Leaf TceTable::walk(Tree& tree, uint64_t index, bool alloc) {
   std::atomic<uint64_t>* block = tree.top;
-  if (!block) return {};
+  const Leaf missing{nullptr, leaf_remaining(index)};
+  if (!block) return missing;
   const unsigned bits = geometry_.level_bits;
   const uint64_t mask = geometry_.level_size() - 1;
   for (unsigned level = geometry_.levels - 1; level > 0; --level) {
     std::atomic<uint64_t>& slot = block[(index >> (level * bits)) & mask];
     uint64_t value = slot.load(std::memory_order_acquire);
     if (!(from_be(value) & kSlotPresent)) {
-      if (!alloc) return {};
+      if (!alloc) return missing;
       std::atomic<uint64_t>* fresh = allocate_block();
-      if (!fresh) return {};
+      if (!fresh) return missing;
       const uint64_t published = to_be(reinterpret_cast<uint64_t>(fresh) | kSlotPresent);
       uint64_t expected = value;
       if (slot.compare_exchange_strong(expected, published, std::memory_order_acq_rel)) {
@@ -125,7 +126,7 @@ uint64_t TceTable::cached_ua(uint64_t index) const {
 void TceTable::clear(uint64_t index, uint64_t n) {
   while (n) {
     Leaf leaf = walk(hw_, index, /*alloc=*/false);
-    const uint64_t step = std::min(n, leaf_remaining(index));
+    const uint64_t step = std::min(n, leaf.count);
     if (leaf.entries) {
       for (uint64_t i = 0; i < step; ++i) leaf.entries[i].store(0, std::memory_order_relaxed);
     }

@@ -26,7 +26,9 @@ class TceTable {
   // A run of consecutive entries inside one leaf block: the tight loops of MAP/UNMAP walk the tree once per leaf.
   struct Leaf {
     std::atomic<uint64_t>* entries = nullptr;  // big-endian words; nullptr if the leaf is missing
-    uint64_t count = 0;                        // entries from the requested index to the end of the leaf block
+    // Entries from the requested index to the end of its leaf block, also when the leaf is missing (so a loop
+    // can skip the whole block).
+    uint64_t count = 0;
   };
 
   struct OldEntry {
@@ -66,6 +68,14 @@ class TceTable {
   // Zeroes [index, index+n) of the hardware table, skipping missing leaves.
   void clear(uint64_t index, uint64_t n);
 
+  // Calls fn(first_index, leaf) for every allocated leaf block of the hardware table (or of the cache), in index
+  // order: the invariant checker and reports walk only what exists.
+  template <class Fn>
+  void for_each_leaf(bool cache, Fn&& fn) const {
+    const Tree& tree = cache ? cache_ : hw_;
+    if (tree.top) visit(tree.top, geometry_.levels - 1, 0, fn);
+  }
+
   // Bytes of level blocks really allocated, hardware table and cache together.
   uint64_t allocated_bytes() const { return allocated_bytes_.load(std::memory_order_relaxed); }
   // Level blocks allocated so far (both trees).
@@ -84,6 +94,22 @@ class TceTable {
   std::atomic<uint64_t>* allocate_block();
   void free_block(std::atomic<uint64_t>* block, unsigned level);
   uint64_t leaf_remaining(uint64_t index) const;
+
+  template <class Fn>
+  void visit(std::atomic<uint64_t>* block, unsigned level, uint64_t first, Fn& fn) const {
+    if (level == 0) {
+      fn(first, Leaf{block, geometry_.entries_per_leaf()});
+      return;
+    }
+    const unsigned shift = level * geometry_.level_bits;
+    for (uint64_t i = 0; i < geometry_.level_size(); ++i) {
+      const uint64_t slot = from_be(block[i].load(std::memory_order_acquire));
+      if (slot & (kTceRead | kTceWrite)) {
+        visit(reinterpret_cast<std::atomic<uint64_t>*>(slot & ~(kTceRead | kTceWrite)), level - 1,
+              first + (i << shift), fn);
+      }
+    }
+  }
 
   TableGeometry geometry_;
   uint64_t bus_start_;

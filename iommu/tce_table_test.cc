@@ -144,3 +144,23 @@ TEST(TceTable, Section54_OnDemandMemoryForTheSeedLayout) {
 
 }  // namespace
 }  // namespace nv2pt::iommu
+
+namespace nv2pt::iommu {
+namespace {
+
+TEST(TceTable, ForEachLeafVisitsOnlyAllocatedLeavesInOrder) {
+  auto g = compute_geometry(16, 1ull << 46, 2);
+  auto t = TceTable::create(*g, 0, {.userspace_cache = false});
+  ASSERT_TRUE(t);
+  ASSERT_TRUE((*t)->exchange(5 * 32768 + 3, 0x10000, DmaDirection::kToDevice));
+  ASSERT_TRUE((*t)->exchange(1 * 32768, 0x20000, DmaDirection::kToDevice));
+  std::vector<uint64_t> firsts;
+  (*t)->for_each_leaf(false, [&](uint64_t first, TceTable::Leaf leaf) {
+    firsts.push_back(first);
+    EXPECT_EQ(leaf.count, 32768u);
+  });
+  EXPECT_EQ(firsts, (std::vector<uint64_t>{32768, 5 * 32768}));
+}
+
+}  // namespace
+}  // namespace nv2pt::iommu
