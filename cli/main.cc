@@ -1,0 +1,16 @@
+// nv2pt: the command-line tool. Each subcommand registers itself from cli/<name>_command.cc; add new ones to
+// kCommands.
+#include <iostream>
+
+#include "cli/command.h"
+#include "cli/lspci_command.h"
+
+namespace {
+
+constexpr nv2pt::cli::CommandRegistrar kCommands[] = {
+    nv2pt::cli::register_lspci_command,
+};
+
+}  // namespace
+
+int main(int argc, char** argv) { return nv2pt::cli::run(argc, argv, kCommands, std::cout, std::cerr); }
