@@ -1,0 +1,66 @@
+#include "vfio/container.h"
+
+#include <algorithm>
+
+namespace nv2pt::vfio {
+
+Container::~Container() {
+  std::lock_guard lock(mutex_);
+  iommu_.reset();  // detaches the groups still attached
+}
+
+long Container::check_extension(unsigned long extension) const {
+  return SpaprTceIommu::check_extension(extension, options_.eeh_enabled);
+}
+
+Result<void> Container::set_iommu(unsigned long type) {
+  std::lock_guard lock(mutex_);
+  if (groups_.empty() || iommu_) return fail(kEINVAL);
+  if (check_extension(type) <= 0 || type == VFIO_EEH) return fail(kENODEV);
+  auto iommu = NV2PT_TRY(SpaprTceIommu::open(type, options_));
+  for (Group* g : groups_) {
+    if (auto r = iommu->attach_group(*g); !r) return r;  // the driver's release detaches what was attached
+  }
+  iommu_ = std::move(iommu);
+  return {};
+}
+
+Result<void> Container::attach_group(Group& group) {
+  std::lock_guard lock(mutex_);
+  if (std::find(groups_.begin(), groups_.end(), &group) != groups_.end()) return fail(kEBUSY);
+  if (iommu_) NV2PT_TRY(iommu_->attach_group(group));
+  groups_.push_back(&group);
+  return {};
+}
+
+void Container::detach_group(Group& group) {
+  std::lock_guard lock(mutex_);
+  auto it = std::find(groups_.begin(), groups_.end(), &group);
+  if (it == groups_.end()) return;
+  if (iommu_) iommu_->detach_group(group);
+  groups_.erase(it);
+  if (groups_.empty()) iommu_.reset();  // the last group out deprivileges the container
+}
+
+Result<long> Container::ioctl(mm::AddressSpace& caller, unsigned long cmd, unsigned long arg) {
+  switch (cmd) {
+    case VFIO_GET_API_VERSION: return api_version();
+    case VFIO_SET_IOMMU: NV2PT_TRY(set_iommu(arg)); return 0;
+    default: break;
+  }
+  std::shared_lock lock(mutex_);
+  if (!iommu_) return cmd == VFIO_CHECK_EXTENSION ? Result<long>(check_extension(arg)) : fail(kENOTTY);
+  return iommu_->ioctl(caller, cmd, arg);
+}
+
+SpaprTceIommu* Container::iommu() const {
+  std::shared_lock lock(mutex_);
+  return iommu_.get();
+}
+
+std::vector<Group*> Container::groups() const {
+  std::shared_lock lock(mutex_);
+  return groups_;
+}
+
+}  // namespace nv2pt::vfio

@@ -1,0 +1,51 @@
+// An open /dev/vfio/vfio (vfio.c's container): the groups attached to it and, once VFIO_SET_IOMMU chose one, the
+// IOMMU driver instance that serves every other ioctl. Detaching the last group releases the driver: the container
+// goes back to the unset state.
+#pragma once
+
+#include "vfio/uapi.h"
+
+#include <memory>
+#include <shared_mutex>
+#include <vector>
+
+#include "base/errno.h"
+#include "mm/address_space.h"
+#include "vfio/group.h"
+#include "vfio/spapr_tce_iommu.h"
+
+namespace nv2pt::vfio {
+
+class Container {
+ public:
+  explicit Container(SpaprTceIommu::Options options = {}) : options_(options) {}
+  ~Container();
+
+  // VFIO_GET_API_VERSION.
+  static long api_version() { return VFIO_API_VERSION; }
+  // VFIO_CHECK_EXTENSION: the driver's answer (sPAPR TCE v1/v2, EEH); TYPE1 variants are not built on POWER.
+  long check_extension(unsigned long extension) const;
+  // VFIO_SET_IOMMU: EINVAL with no group attached or a driver already set; ENODEV for a type no driver offers;
+  // the attach error of a group that the chosen driver refuses (e.g. EPERM for an IODA2 group on v1).
+  Result<void> set_iommu(unsigned long type);
+
+  // VFIO_GROUP_SET_CONTAINER / UNSET_CONTAINER, as the group layer calls them.
+  Result<void> attach_group(Group& group);
+  void detach_group(Group& group);
+
+  // Every other container ioctl goes to the driver; ENOTTY while none is set.
+  Result<long> ioctl(mm::AddressSpace& caller, unsigned long cmd, unsigned long arg);
+
+  // The driver, null until SET_IOMMU.
+  SpaprTceIommu* iommu() const;
+  std::vector<Group*> groups() const;
+
+ private:
+  const SpaprTceIommu::Options options_;
+  // Held shared while an ioctl runs in the driver, exclusive to change groups or the driver (vfio.c's group_lock).
+  mutable std::shared_mutex mutex_;
+  std::vector<Group*> groups_;
+  std::unique_ptr<SpaprTceIommu> iommu_;
+};
+
+}  // namespace nv2pt::vfio

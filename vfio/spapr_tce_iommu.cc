@@ -1,0 +1,654 @@
+#include "vfio/spapr_tce_iommu.h"
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+
+#include "base/checked.h"
+#include "base/host_page.h"
+
+namespace nv2pt::vfio {
+namespace {
+
+using iommu::DmaDirection;
+using iommu::TceTable;
+
+// Locks the container's mutex for the lifetime of the guard.
+using Lock = std::lock_guard<std::mutex>;
+
+// tce_page_is_contained: the whole IOMMU page must be backed. Device memory: the page lies inside the device
+// window. Regular memory: the backing host pages are at least as large as the IOMMU page (in the model the
+// region's page shift is the smallest backing page shift over its pages).
+bool page_is_contained(const mm::Registry::ReadGuard& registry, const mm::RegisteredRegion& region, uint64_t hpa,
+                       unsigned page_shift) {
+  if (auto size = registry.is_devmem(hpa, page_shift)) return *size == (1ull << page_shift);
+  return region.page_shift() >= page_shift;
+}
+
+Result<DmaDirection> direction_of(uint32_t flags) {
+  const bool read = flags & VFIO_DMA_MAP_FLAG_READ;
+  const bool write = flags & VFIO_DMA_MAP_FLAG_WRITE;
+  if (read && write) return DmaDirection::kBidirectional;
+  if (read) return DmaDirection::kToDevice;
+  if (write) return DmaDirection::kFromDevice;
+  return fail(kEINVAL);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SpaprTceIommu>> SpaprTceIommu::open(unsigned long type, Options options) {
+  if (type != VFIO_SPAPR_TCE_IOMMU && type != VFIO_SPAPR_TCE_v2_IOMMU) return fail(kEINVAL);
+  const Version version = type == VFIO_SPAPR_TCE_v2_IOMMU ? Version::kV2 : Version::kV1;
+  return std::unique_ptr<SpaprTceIommu>(new SpaprTceIommu(version, options));
+}
+
+long SpaprTceIommu::check_extension(unsigned long extension, bool eeh_enabled) {
+  switch (extension) {
+    case VFIO_SPAPR_TCE_IOMMU:
+    case VFIO_SPAPR_TCE_v2_IOMMU: return 1;
+    case VFIO_EEH: return eeh_enabled ? 1 : 0;
+    default: return 0;
+  }
+}
+
+SpaprTceIommu::~SpaprTceIommu() {
+  Lock lock(mutex_);
+  while (!groups_.empty()) detach_group_locked(*groups_.front());
+  for (unsigned slot = 0; slot < windows_.size(); ++slot) {
+    if (windows_[slot].view) free_window_locked(slot);
+  }
+  if (mm_) {
+    for (const mm::RegionRef& region : registrations_) (void)mm_->registry().put(region);
+    registrations_.clear();
+    if (v1_locked_pages_) mm_->locked_memory().uncharge(v1_locked_pages_);
+  }
+}
+
+// --- address-space binding (tce_iommu_mm_set) ---
+
+Result<void> SpaprTceIommu::bind_mm(mm::AddressSpace& caller) {
+  if (!mm_) {
+    mm_ = &caller;
+    return {};
+  }
+  return mm_ == &caller ? Result<void>{} : fail(kEPERM);
+}
+
+Result<void> SpaprTceIommu::check_mm(mm::AddressSpace& caller) const {
+  return (mm_ && mm_ != &caller) ? fail(kEPERM) : Result<void>{};
+}
+
+// --- groups ---
+
+Result<void> SpaprTceIommu::attach_group(Group& group) {
+  Lock lock(mutex_);
+  iommu::TableGroup* table_group = group.table_group();
+  if (!table_group) return fail(kENODEV);
+  if (!groups_.empty() && !table_group->ddw_capable()) return fail(kEBUSY);
+  for (Group* g : groups_) {
+    if (g == &group) return fail(kEBUSY);
+    // The kernel compares the create_table ops: IODA2 PE groups and compound NPU groups cannot share a container.
+    if (g->table_group()->ops() != table_group->ops()) return fail(kEPERM);
+  }
+  if (!table_group->ddw_capable()) {
+    if (version_ == Version::kV2) return fail(kEPERM);
+    // v1 takes the group's own 32-bit table.
+    TceTable* table = table_group->legacy_table();
+    if (!table) return fail(kEINVAL);
+    if (table_group->kernel_dma_active()) return fail(kEBUSY);
+    windows_[0].view = table;
+    windows_[0].table.reset();
+    windows_[0].charged_pages = 0;
+  } else {
+    if (version_ == Version::kV1) return fail(kEPERM);
+    table_group->take_ownership();
+    for (unsigned slot = 0; slot < windows_.size(); ++slot) {
+      if (!windows_[slot].view) continue;
+      if (auto r = table_group->set_window(slot, windows_[slot].view); !r) {
+        for (unsigned s = 0; s < windows_.size(); ++s) table_group->unset_window(s);
+        table_group->release_ownership();
+        return r;
+      }
+    }
+    if (groups_.empty() && !windows_[0].view) default_window_pending_ = true;
+  }
+  groups_.push_back(&group);
+  return {};
+}
+
+void SpaprTceIommu::detach_group(Group& group) {
+  Lock lock(mutex_);
+  detach_group_locked(group);
+}
+
+void SpaprTceIommu::detach_group_locked(Group& group) {
+  auto it = std::find(groups_.begin(), groups_.end(), &group);
+  if (it == groups_.end()) return;  // the kernel only warns
+  groups_.erase(it);
+  iommu::TableGroup* table_group = group.table_group();
+  if (!table_group->ddw_capable()) {
+    // The group's own table goes back with every entry cleared and its pins dropped.
+    if (windows_[0].view == table_group->legacy_table()) {
+      clear_locked(*windows_[0].view, 0, windows_[0].view->size());
+      windows_[0] = Window{};
+    }
+    return;
+  }
+  for (unsigned slot = 0; slot < windows_.size(); ++slot) {
+    if (windows_[slot].view) table_group->unset_window(slot);
+  }
+  table_group->release_ownership();
+  // The container keeps its tables and their charge; they are programmed again into the next group attached.
+}
+
+// --- windows ---
+
+SpaprTceIommu::Window* SpaprTceIommu::find_window_locked(uint64_t bus_addr, unsigned* slot) {
+  for (unsigned s = 0; s < windows_.size(); ++s) {
+    if (windows_[s].view && windows_[s].view->contains(bus_addr)) {
+      if (slot) *slot = s;
+      return &windows_[s];
+    }
+  }
+  return nullptr;
+}
+
+Result<void> SpaprTceIommu::create_default_window_locked() {
+  if (!default_window_pending_) return {};
+  Group* group = first_group();
+  if (!group || !group->table_group()) return fail(kENODEV);
+  NV2PT_TRY(create_window_locked(12, group->table_group()->properties().tce32_size, 1));
+  default_window_pending_ = false;
+  return {};
+}
+
+Result<uint64_t> SpaprTceIommu::create_window_locked(unsigned page_shift, uint64_t window_size, unsigned levels) {
+  unsigned slot = 0;
+  while (slot < windows_.size() && windows_[slot].view) ++slot;
+  if (slot == windows_.size()) return fail(kENOSPC);
+  Group* group = first_group();
+  iommu::TableGroup* table_group = group ? group->table_group() : nullptr;
+  if (!table_group) return fail(kEFAULT);
+  if (page_shift >= 64 || !(table_group->properties().pgsizes & (1ull << page_shift))) return fail(kEINVAL);
+  if (!table_group->ddw_capable()) return fail(kEPERM);
+  const uint64_t charge_bytes = iommu::accounting_bytes(page_shift, window_size, levels);
+  if (charge_bytes == 0) return fail(kEINVAL);
+  const uint64_t charge_pages = charge_bytes >> kHostPageShift;
+  NV2PT_TRY(mm_->locked_memory().charge(charge_pages));
+  auto table = table_group->create_table(slot, page_shift, window_size, levels, options_.max_alloc_bytes);
+  if (!table) {
+    mm_->locked_memory().uncharge(charge_pages);  // the kernel keeps the charge here (Q4); the model gives it back
+    return fail(table.error());
+  }
+  for (size_t i = 0; i < groups_.size(); ++i) {
+    if (auto r = groups_[i]->table_group()->set_window(slot, table->get()); !r) {
+      for (size_t j = 0; j < i; ++j) groups_[j]->table_group()->unset_window(slot);
+      mm_->locked_memory().uncharge(charge_pages);
+      return fail(r.error());
+    }
+  }
+  Window& w = windows_[slot];
+  w.view = table->get();
+  w.table = std::move(*table);
+  w.charged_pages = charge_pages;
+  return w.view->bus_start();
+}
+
+void SpaprTceIommu::free_window_locked(unsigned slot) {
+  Window& w = windows_[slot];
+  clear_locked(*w.view, 0, w.view->size());
+  if (w.charged_pages && mm_) mm_->locked_memory().uncharge(w.charged_pages);
+  windows_[slot] = Window{};
+}
+
+Result<void> SpaprTceIommu::create_window(mm::AddressSpace& caller, vfio_iommu_spapr_tce_create& create) {
+  if (version_ != Version::kV2) return fail(kENOTTY);
+  Lock lock(mutex_);
+  NV2PT_TRY(bind_mm(caller));
+  if (groups_.empty()) return fail(kENXIO);
+  if (create.argsz < offsetofend(vfio_iommu_spapr_tce_create, start_addr)) return fail(kEINVAL);
+  if (create.flags) return fail(kEINVAL);
+  NV2PT_TRY(create_default_window_locked());
+  create.start_addr = NV2PT_TRY(create_window_locked(create.page_shift, create.window_size, create.levels));
+  return {};
+}
+
+Result<void> SpaprTceIommu::remove_window(mm::AddressSpace& caller, const vfio_iommu_spapr_tce_remove& remove) {
+  if (version_ != Version::kV2) return fail(kENOTTY);
+  Lock lock(mutex_);
+  NV2PT_TRY(bind_mm(caller));
+  if (groups_.empty()) return fail(kENXIO);
+  if (remove.argsz < offsetofend(vfio_iommu_spapr_tce_remove, start_addr)) return fail(kEINVAL);
+  if (remove.flags) return fail(kEINVAL);
+  if (default_window_pending_ && remove.start_addr == 0) {
+    default_window_pending_ = false;
+    return {};
+  }
+  unsigned slot = 0;
+  // Any address inside the window names it, as in the kernel (Q14, kept: harmless).
+  if (!find_window_locked(remove.start_addr, &slot)) return fail(kEINVAL);
+  for (Group* g : groups_) {
+    if (!g->table_group()->ddw_capable()) return fail(kEPERM);
+  }
+  for (Group* g : groups_) g->table_group()->unset_window(slot);
+  free_window_locked(slot);
+  return {};
+}
+
+// --- info and EEH ---
+
+Result<void> SpaprTceIommu::get_info(mm::AddressSpace& caller, vfio_iommu_spapr_tce_info& info) {
+  Lock lock(mutex_);
+  NV2PT_TRY(check_mm(caller));
+  Group* group = first_group();
+  if (!group || !group->table_group()) return fail(kENXIO);
+  if (info.argsz < offsetofend(vfio_iommu_spapr_tce_info, dma32_window_size)) return fail(kEINVAL);
+  const iommu::TableGroup::Properties& p = group->table_group()->properties();
+  vfio_iommu_spapr_tce_info out{};
+  out.argsz = info.argsz;
+  out.dma32_window_start = static_cast<uint32_t>(p.tce32_start);
+  out.dma32_window_size = static_cast<uint32_t>(p.tce32_size);
+  if (version_ == Version::kV2 && p.max_dynamic_windows) {
+    out.flags |= VFIO_IOMMU_SPAPR_INFO_DDW;
+    out.ddw.pgsizes = p.pgsizes;
+    out.ddw.max_dynamic_windows_supported = p.max_dynamic_windows;
+    out.ddw.levels = p.max_levels;
+  }
+  // Only the part of the struct the caller's argsz covers is written back.
+  const size_t len = info.argsz >= offsetofend(vfio_iommu_spapr_tce_info, ddw)
+                         ? offsetofend(vfio_iommu_spapr_tce_info, ddw)
+                         : offsetofend(vfio_iommu_spapr_tce_info, dma32_window_size);
+  std::memcpy(&info, &out, len);
+  return {};
+}
+
+Result<long> SpaprTceIommu::eeh_pe_op(mm::AddressSpace& caller, const vfio_eeh_pe_op& op) {
+  std::vector<Group*> groups;
+  {
+    Lock lock(mutex_);
+    NV2PT_TRY(check_mm(caller));
+    groups = groups_;
+  }
+  // No groups: 0, as in the kernel (Q13, kept).
+  long ret = 0;
+  for (Group* g : groups) {
+    if (op.argsz < offsetofend(vfio_eeh_pe_op, op) || op.flags) return fail(kEINVAL);
+    if (op.op == VFIO_EEH_PE_INJECT_ERR && op.argsz < offsetofend(vfio_eeh_pe_op, err.mask)) return fail(kEINVAL);
+    ret = NV2PT_TRY(g->eeh().op(op));
+  }
+  return ret;
+}
+
+// --- v1 enable ---
+
+Result<void> SpaprTceIommu::enable(mm::AddressSpace& caller) {
+  if (version_ != Version::kV1) return fail(kENOTTY);
+  Lock lock(mutex_);
+  NV2PT_TRY(check_mm(caller));
+  if (enabled_) return fail(kEBUSY);
+  Group* group = first_group();
+  if (!group || !group->table_group()) return fail(kENODEV);
+  const uint64_t tce32_size = group->table_group()->properties().tce32_size;
+  if (!tce32_size) return fail(kEPERM);
+  NV2PT_TRY(bind_mm(caller));
+  // Pins are not charged one by one in v1, so the whole 32-bit window is charged up front.
+  const uint64_t pages = tce32_size >> kHostPageShift;
+  NV2PT_TRY(mm_->locked_memory().charge(pages));
+  v1_locked_pages_ = pages;
+  enabled_ = true;
+  return {};
+}
+
+Result<void> SpaprTceIommu::disable(mm::AddressSpace& caller) {
+  if (version_ != Version::kV1) return fail(kENOTTY);
+  Lock lock(mutex_);
+  NV2PT_TRY(check_mm(caller));
+  if (!enabled_) return {};
+  enabled_ = false;
+  if (mm_ && v1_locked_pages_) mm_->locked_memory().uncharge(v1_locked_pages_);
+  v1_locked_pages_ = 0;
+  return {};
+}
+
+// --- pre-registration (v2) ---
+
+Result<void> SpaprTceIommu::register_memory(mm::AddressSpace& caller, const vfio_iommu_spapr_register_memory& reg) {
+  if (version_ != Version::kV2) return fail(kENOTTY);
+  Lock lock(mutex_);
+  NV2PT_TRY(bind_mm(caller));
+  if (reg.argsz < offsetofend(vfio_iommu_spapr_register_memory, size)) return fail(kEINVAL);
+  if (reg.flags) return fail(kEINVAL);
+  auto end = checked_add(reg.vaddr, reg.size);
+  if (!is_aligned(reg.vaddr, kHostPageSize) || !is_aligned(reg.size, kHostPageSize) || !end) return fail(kEINVAL);
+  const uint64_t entries = reg.size >> kHostPageShift;
+  mm::Registry& registry = mm_->registry();
+  mm::RegionRef region;
+  if (auto existing = registry.get(reg.vaddr, entries)) {
+    region = std::move(*existing);
+    if (std::find(registrations_.begin(), registrations_.end(), region) != registrations_.end()) {
+      (void)registry.put(region);
+      return fail(kEBUSY);
+    }
+  } else {
+    region = NV2PT_TRY(registry.add_regular(reg.vaddr, entries));
+  }
+  registrations_.push_back(std::move(region));
+  enabled_ = true;  // permanently, as in the kernel
+  return {};
+}
+
+Result<void> SpaprTceIommu::unregister_memory(mm::AddressSpace& caller,
+                                              const vfio_iommu_spapr_register_memory& reg) {
+  if (version_ != Version::kV2) return fail(kENOTTY);
+  Lock lock(mutex_);
+  if (!mm_) return fail(kEPERM);
+  NV2PT_TRY(check_mm(caller));
+  if (reg.argsz < offsetofend(vfio_iommu_spapr_register_memory, size)) return fail(kEINVAL);
+  if (reg.flags) return fail(kEINVAL);
+  if (!is_aligned(reg.vaddr, kHostPageSize) || !is_aligned(reg.size, kHostPageSize)) return fail(kEINVAL);
+  mm::Registry& registry = mm_->registry();
+  const mm::RegionRef region = NV2PT_TRY(registry.get(reg.vaddr, reg.size >> kHostPageShift));
+  auto it = std::find(registrations_.begin(), registrations_.end(), region);
+  // Drop the lookup's reference first, so the container's own put below sees the real count: the kernel drops it
+  // last, so its put never reports EBUSY for a mapped region and the region leaks (Q3). Here: EBUSY, and the
+  // container keeps its reference.
+  (void)registry.put(region);
+  if (it == registrations_.end()) return fail(kENOENT);
+  NV2PT_TRY(registry.put(region));
+  registrations_.erase(it);
+  return {};
+}
+
+// --- map / unmap ---
+
+Result<void> SpaprTceIommu::map_dma(mm::AddressSpace& caller, const vfio_iommu_type1_dma_map& map) {
+  Lock lock(mutex_);
+  NV2PT_TRY(check_mm(caller));
+  if (!enabled_) return fail(kEPERM);
+  if (map.argsz < offsetofend(vfio_iommu_type1_dma_map, size)) return fail(kEINVAL);
+  if (map.flags & ~(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE)) return fail(kEINVAL);
+  NV2PT_TRY(create_default_window_locked());
+  Window* window = find_window_locked(map.iova, nullptr);
+  if (!window) return fail(kENXIO);
+  TceTable& table = *window->view;
+  const uint64_t page = table.page_size();
+  if (!is_aligned(map.size, page) || !is_aligned(map.vaddr, page)) return fail(kEINVAL);
+  const DmaDirection dir = NV2PT_TRY(direction_of(map.flags));
+  // The kernel returns 1 here (Q1) and checks only the first page against the window (Q2): both refused.
+  if (!is_aligned(map.iova, page)) return fail(kEINVAL);
+  auto end = checked_add(map.iova, map.size);
+  if (!end || *end > table.bus_end() || !checked_add(map.vaddr, map.size)) return fail(kEINVAL);
+  const uint64_t entry = (map.iova - table.bus_start()) >> table.page_shift();
+  const uint64_t pages = map.size >> table.page_shift();
+  if (version_ == Version::kV2) return map_v2_locked(table, entry, map.vaddr, pages, dir);
+  return map_v1_locked(table, entry, map.vaddr, pages, dir);
+}
+
+Result<void> SpaprTceIommu::map_v2_locked(TceTable& table, uint64_t entry, uint64_t vaddr, uint64_t pages,
+                                          DmaDirection dir) {
+  const unsigned shift = table.page_shift();
+  const uint64_t page = table.page_size();
+  const uint64_t perms = iommu::tce_permissions(dir);
+  const auto guard = mm_->registry().read();
+  mm::RegisteredRegion* region = nullptr;
+  uint64_t done = 0;
+  Errno error{0};
+  while (done < pages && !error.value) {
+    // One walk per leaf block, for the table and for its cache.
+    TceTable::Leaf hw = table.hw_leaf(entry + done, true);
+    TceTable::Leaf cache = table.cache_leaf(entry + done, true);
+    if (!hw.entries || !cache.entries) {  // the kernel does not check the cache slot (Q7)
+      error = kENOMEM;
+      break;
+    }
+    const uint64_t run = std::min(hw.count, pages - done);
+    for (uint64_t i = 0; i < run; ++i) {
+      const uint64_t ua = vaddr + (done + i) * page;
+      if (!region || !region->contains(ua, page)) {
+        region = guard.lookup(ua, page);
+        if (!region) {
+          error = kEINVAL;
+          done += i;
+          break;
+        }
+      }
+      auto hpa = region->ua_to_hpa(ua, shift);
+      if (!hpa) {
+        error = kEINVAL;
+        done += i;
+        break;
+      }
+      if (!page_is_contained(guard, *region, *hpa, shift)) {
+        error = kEPERM;
+        done += i;
+        break;
+      }
+      if (!region->mapped_inc()) {  // being destroyed: the kernel stops and returns 0 (Q5)
+        error = kENXIO;
+        done += i;
+        break;
+      }
+      const uint64_t old = iommu::from_be(hw.entries[i].exchange(iommu::to_be(*hpa | perms)));
+      const uint64_t old_ua = iommu::from_be(cache.entries[i].exchange(iommu::to_be(ua)));
+      if (old & iommu::kTcePermMask) drop_old_entry_v2(guard, page, iommu::tce_direction(old), old_ua);
+    }
+    if (!error.value) done += run;
+  }
+  if (error.value) {
+    // Undo the entries written so far; the mapping is all or nothing.
+    clear_locked(table, entry, done, &guard);
+    return fail(error);
+  }
+  return {};
+}
+
+void SpaprTceIommu::drop_old_entry_v2(const mm::Registry::ReadGuard& guard, uint64_t page_size,
+                                      DmaDirection old_direction, uint64_t old_ua) {
+  mm::RegisteredRegion* region = old_ua ? guard.lookup(old_ua, page_size) : nullptr;
+  if (!region) return;
+  if (iommu::device_may_write(old_direction)) region->mark_dirty(old_ua);  // no-op for device memory
+  region->mapped_dec();
+}
+
+Result<void> SpaprTceIommu::map_v1_locked(TceTable& table, uint64_t entry, uint64_t vaddr, uint64_t pages,
+                                          DmaDirection dir) {
+  mm::PagePinner& pinner = mm_->pinner();
+  const uint64_t page = table.page_size();
+  for (uint64_t i = 0; i < pages; ++i) {
+    // v1 pins each IOMMU page's host page as it maps it (tce_iommu_use_page).
+    const uint64_t ua = vaddr + i * page;
+    const uint64_t host_page = align_down(ua, kHostPageSize);
+    Errno error{0};
+    if (!pinner.pin(host_page, 1, dir != DmaDirection::kToDevice)) {
+      error = kEFAULT;
+    } else {
+      const uint64_t hpa = *pinner.ua_to_hpa(ua);
+      if (pinner.hpa_page_shift(hpa).value_or(0) < table.page_shift()) {
+        error = kEPERM;
+      } else if (auto old = table.exchange(entry + i, hpa, dir); !old) {
+        error = old.error();
+      } else if (old->direction != DmaDirection::kNone) {
+        drop_old_entry_v1(*old);
+      }
+      if (error.value) pinner.unpin(host_page, 1);
+    }
+    if (error.value) {
+      clear_locked(table, entry, i);
+      return fail(error);
+    }
+  }
+  return {};
+}
+
+void SpaprTceIommu::drop_old_entry_v1(const TceTable::OldEntry& old) {
+  if (auto ua = mm_->pinner().hpa_to_ua(old.hpa)) mm_->pinner().unpin(align_down(*ua, kHostPageSize), 1);
+}
+
+Result<void> SpaprTceIommu::unmap_dma(mm::AddressSpace& caller, const vfio_iommu_type1_dma_unmap& unmap) {
+  Lock lock(mutex_);
+  NV2PT_TRY(check_mm(caller));
+  if (!enabled_) return fail(kEPERM);
+  if (unmap.argsz < offsetofend(vfio_iommu_type1_dma_unmap, size)) return fail(kEINVAL);
+  if (unmap.flags) return fail(kEINVAL);
+  NV2PT_TRY(create_default_window_locked());
+  Window* window = find_window_locked(unmap.iova, nullptr);
+  if (!window) return fail(kENXIO);
+  TceTable& table = *window->view;
+  if (!is_aligned(unmap.size, table.page_size())) return fail(kEINVAL);
+  if (!is_aligned(unmap.iova, table.page_size())) return fail(kEINVAL);  // the kernel returns 1 (Q1)
+  auto end = checked_add(unmap.iova, unmap.size);
+  if (!end || *end > table.bus_end()) return fail(kEINVAL);  // the kernel clears past the window (Q2)
+  clear_locked(table, (unmap.iova - table.bus_start()) >> table.page_shift(), unmap.size >> table.page_shift());
+  return {};
+}
+
+void SpaprTceIommu::clear_locked(TceTable& table, uint64_t entry, uint64_t pages,
+                                 const mm::Registry::ReadGuard* held) {
+  const bool v2 = version_ == Version::kV2;
+  if (!mm_) {
+    table.clear(entry, pages);  // never bound to an address space: nothing was mapped through one
+    return;
+  }
+  if (v2 && !held) {
+    const auto guard = mm_->registry().read();
+    clear_locked(table, entry, pages, &guard);
+    return;
+  }
+  while (pages) {
+    // Where the cache has no leaf, the table has no valid entry either (invariant 12): skip the whole block.
+    TceTable::Leaf hw = table.hw_leaf(entry, false);
+    TceTable::Leaf cache = v2 ? table.cache_leaf(entry, false) : hw;
+    const uint64_t run = std::min(hw.count, pages);
+    if (hw.entries && cache.entries) {
+      for (uint64_t i = 0; i < run; ++i) {
+        const uint64_t old = iommu::from_be(hw.entries[i].exchange(0));
+        if (!(old & iommu::kTcePermMask)) continue;
+        if (v2) {
+          const uint64_t ua = iommu::from_be(cache.entries[i].exchange(0));
+          drop_old_entry_v2(*held, table.page_size(), iommu::tce_direction(old), ua);
+        } else {
+          drop_old_entry_v1({old & ~iommu::kTcePermMask, iommu::tce_direction(old)});
+        }
+      }
+    }
+    entry += run;
+    pages -= run;
+  }
+}
+
+// --- dispatch ---
+
+namespace {
+
+// copy_from_user of the fixed part of a struct; EFAULT for a null pointer.
+template <class T>
+Result<void> copy_in(unsigned long arg, T& value) {
+  if (!arg) return fail(kEFAULT);
+  std::memcpy(&value, reinterpret_cast<const void*>(arg), sizeof(T));
+  return {};
+}
+
+}  // namespace
+
+Result<long> SpaprTceIommu::ioctl(mm::AddressSpace& caller, unsigned long cmd, unsigned long arg) {
+  switch (cmd) {
+    case VFIO_CHECK_EXTENSION: return check_extension(arg, options_.eeh_enabled);
+    case VFIO_IOMMU_SPAPR_TCE_GET_INFO: {
+      vfio_iommu_spapr_tce_info info;
+      NV2PT_TRY(copy_in(arg, info));
+      NV2PT_TRY(get_info(caller, info));
+      const size_t len = info.argsz >= sizeof(info) ? sizeof(info)
+                                                    : offsetofend(vfio_iommu_spapr_tce_info, dma32_window_size);
+      std::memcpy(reinterpret_cast<void*>(arg), &info, len);
+      return 0;
+    }
+    case VFIO_IOMMU_MAP_DMA: {
+      vfio_iommu_type1_dma_map map;
+      NV2PT_TRY(copy_in(arg, map));
+      NV2PT_TRY(map_dma(caller, map));
+      return 0;
+    }
+    case VFIO_IOMMU_UNMAP_DMA: {
+      vfio_iommu_type1_dma_unmap unmap;
+      NV2PT_TRY(copy_in(arg, unmap));
+      NV2PT_TRY(unmap_dma(caller, unmap));
+      return 0;
+    }
+    case VFIO_IOMMU_ENABLE: NV2PT_TRY(enable(caller)); return 0;
+    case VFIO_IOMMU_DISABLE: NV2PT_TRY(disable(caller)); return 0;
+    case VFIO_EEH_PE_OP: {
+      vfio_eeh_pe_op op;
+      NV2PT_TRY(copy_in(arg, op));
+      return eeh_pe_op(caller, op);
+    }
+    case VFIO_IOMMU_SPAPR_REGISTER_MEMORY:
+    case VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY: {
+      vfio_iommu_spapr_register_memory reg;
+      NV2PT_TRY(copy_in(arg, reg));
+      NV2PT_TRY(cmd == VFIO_IOMMU_SPAPR_REGISTER_MEMORY ? register_memory(caller, reg)
+                                                        : unregister_memory(caller, reg));
+      return 0;
+    }
+    case VFIO_IOMMU_SPAPR_TCE_CREATE: {
+      vfio_iommu_spapr_tce_create create;
+      NV2PT_TRY(copy_in(arg, create));
+      NV2PT_TRY(create_window(caller, create));
+      // Only start_addr goes back to the caller.
+      std::memcpy(reinterpret_cast<char*>(arg) + offsetof(vfio_iommu_spapr_tce_create, start_addr),
+                  &create.start_addr, sizeof(create.start_addr));
+      return 0;
+    }
+    case VFIO_IOMMU_SPAPR_TCE_REMOVE: {
+      vfio_iommu_spapr_tce_remove remove;
+      NV2PT_TRY(copy_in(arg, remove));
+      NV2PT_TRY(remove_window(caller, remove));
+      return 0;
+    }
+    default: return fail(kENOTTY);
+  }
+}
+
+// --- introspection ---
+
+bool SpaprTceIommu::enabled() const {
+  Lock lock(mutex_);
+  return enabled_;
+}
+
+bool SpaprTceIommu::default_window_pending() const {
+  Lock lock(mutex_);
+  return default_window_pending_;
+}
+
+std::vector<SpaprTceIommu::WindowInfo> SpaprTceIommu::windows() const {
+  Lock lock(mutex_);
+  std::vector<WindowInfo> out;
+  for (unsigned s = 0; s < windows_.size(); ++s) {
+    if (windows_[s].view) out.push_back({s, windows_[s].view, windows_[s].charged_pages});
+  }
+  return out;
+}
+
+std::vector<mm::RegionRef> SpaprTceIommu::registrations() const {
+  Lock lock(mutex_);
+  return registrations_;
+}
+
+std::vector<Group*> SpaprTceIommu::groups() const {
+  Lock lock(mutex_);
+  return groups_;
+}
+
+mm::AddressSpace* SpaprTceIommu::address_space() const {
+  Lock lock(mutex_);
+  return mm_;
+}
+
+uint64_t SpaprTceIommu::charged_pages() const {
+  Lock lock(mutex_);
+  uint64_t pages = v1_locked_pages_;
+  for (const Window& w : windows_) pages += w.charged_pages;
+  return pages;
+}
+
+}  // namespace nv2pt::vfio

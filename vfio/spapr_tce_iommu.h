@@ -1,0 +1,127 @@
+// The sPAPR TCE IOMMU driver of a VFIO container (vfio_iommu_spapr_tce.c, v5.x), v1 and v2: DMA windows built from
+// TCE tables, MAP/UNMAP of user memory into them, memory pre-registration (v2) and EEH pass-through.
+//
+// Every call takes the calling process's address space: the container binds to the first one that needs it, and
+// every call but CHECK_EXTENSION from another one fails with EPERM. Calls are serialised by one mutex, MAP and
+// UNMAP included (the kernel does not lock those: quirk Q15).
+#pragma once
+
+#include "vfio/uapi.h"
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "base/errno.h"
+#include "iommu/tce_table.h"
+#include "mm/address_space.h"
+#include "vfio/group.h"
+
+namespace nv2pt::vfio {
+
+class SpaprTceIommu {
+ public:
+  enum class Version { kV1, kV2 };
+
+  struct Options {
+    uint64_t max_alloc_bytes = iommu::kDefaultMaxAllocBytes;  // largest physically contiguous table block
+    bool eeh_enabled = true;                                   // the host has EEH (CHECK_EXTENSION(VFIO_EEH))
+  };
+
+  // VFIO_SET_IOMMU's open: type 2 (v1) or 7 (v2), EINVAL otherwise.
+  static Result<std::unique_ptr<SpaprTceIommu>> open(unsigned long type, Options options);
+  static Result<std::unique_ptr<SpaprTceIommu>> open(unsigned long type) { return open(type, Options{}); }
+  // Release: detaches every group, clears and frees every table, drops every registration, gives back the v1
+  // charge. Locked memory ends where it was before the container was used.
+  ~SpaprTceIommu();
+  SpaprTceIommu(const SpaprTceIommu&) = delete;
+  SpaprTceIommu& operator=(const SpaprTceIommu&) = delete;
+
+  // Answers of this driver to VFIO_CHECK_EXTENSION: 1 for types 2 and 7, EEH when enabled; 0 otherwise.
+  static long check_extension(unsigned long extension, bool eeh_enabled);
+
+  // Group attach (§2.9.4) and detach (§2.9.5).
+  Result<void> attach_group(Group& group);
+  void detach_group(Group& group);
+
+  // The ioctls, with the checks of kernel-behaviour §3.2 in kernel order. The structs are those of <linux/vfio.h>;
+  // in/out structs are updated in place. MAP and UNMAP return 0 on success.
+  Result<void> get_info(mm::AddressSpace& caller, vfio_iommu_spapr_tce_info& info);
+  Result<void> map_dma(mm::AddressSpace& caller, const vfio_iommu_type1_dma_map& map);
+  Result<void> unmap_dma(mm::AddressSpace& caller, const vfio_iommu_type1_dma_unmap& unmap);
+  Result<void> register_memory(mm::AddressSpace& caller, const vfio_iommu_spapr_register_memory& reg);
+  Result<void> unregister_memory(mm::AddressSpace& caller, const vfio_iommu_spapr_register_memory& reg);
+  Result<void> enable(mm::AddressSpace& caller);
+  Result<void> disable(mm::AddressSpace& caller);
+  Result<long> eeh_pe_op(mm::AddressSpace& caller, const vfio_eeh_pe_op& op);
+  Result<void> create_window(mm::AddressSpace& caller, vfio_iommu_spapr_tce_create& create);
+  Result<void> remove_window(mm::AddressSpace& caller, const vfio_iommu_spapr_tce_remove& remove);
+
+  // Dispatch of a container ioctl by number, for the interposer: `arg` is the user's pointer (EFAULT if null) or,
+  // for CHECK_EXTENSION, the value. ENOTTY for calls this driver does not have or that the other version owns.
+  Result<long> ioctl(mm::AddressSpace& caller, unsigned long cmd, unsigned long arg);
+
+  // Introspection for reports, tests and the invariant checker.
+  struct WindowInfo {
+    unsigned slot;
+    const iommu::TceTable* table;
+    uint64_t charged_pages;
+  };
+  Version version() const { return version_; }
+  bool enabled() const;
+  bool default_window_pending() const;
+  std::vector<WindowInfo> windows() const;
+  std::vector<mm::RegionRef> registrations() const;
+  std::vector<Group*> groups() const;
+  mm::AddressSpace* address_space() const;
+  // Locked-memory pages this container charged: tables plus the v1 ENABLE charge (not its registrations).
+  uint64_t charged_pages() const;
+
+ private:
+  explicit SpaprTceIommu(Version version, Options options) : version_(version), options_(options) {}
+
+  struct Window {
+    std::unique_ptr<iommu::TceTable> table;  // null for a v1 container, which borrows the group's table
+    iommu::TceTable* view = nullptr;
+    uint64_t charged_pages = 0;
+  };
+
+  Result<void> bind_mm(mm::AddressSpace& caller);
+  Result<void> check_mm(mm::AddressSpace& caller) const;
+  Group* first_group() const { return groups_.empty() ? nullptr : groups_.front(); }
+
+  Result<void> create_default_window_locked();
+  Result<uint64_t> create_window_locked(unsigned page_shift, uint64_t window_size, unsigned levels);
+  void free_window_locked(unsigned slot);
+  Window* find_window_locked(uint64_t bus_addr, unsigned* slot);
+
+  Result<void> map_v2_locked(iommu::TceTable& table, uint64_t entry, uint64_t vaddr, uint64_t pages,
+                             iommu::DmaDirection dir);
+  Result<void> map_v1_locked(iommu::TceTable& table, uint64_t entry, uint64_t vaddr, uint64_t pages,
+                             iommu::DmaDirection dir);
+  // Clears [entry, entry+pages) and drops what the old entries held (v2: mapped counts; v1: pins). v2 callers
+  // that already hold the registry's read guard pass it.
+  void clear_locked(iommu::TceTable& table, uint64_t entry, uint64_t pages,
+                    const mm::Registry::ReadGuard* held = nullptr);
+  // v2: the TCE that pointed at `old_ua` is gone: its region counts one mapping fewer.
+  static void drop_old_entry_v2(const mm::Registry::ReadGuard& guard, uint64_t page_size,
+                                iommu::DmaDirection old_direction, uint64_t old_ua);
+  void drop_old_entry_v1(const iommu::TceTable::OldEntry& old);
+
+  void detach_group_locked(Group& group);
+
+  const Version version_;
+  const Options options_;
+  mutable std::mutex mutex_;
+  mm::AddressSpace* mm_ = nullptr;  // bound once, never changes (the process's mm outlives its containers)
+  bool enabled_ = false;
+  bool default_window_pending_ = false;
+  uint64_t v1_locked_pages_ = 0;
+  std::array<Window, iommu::kMaxWindows> windows_;
+  std::vector<Group*> groups_;
+  std::vector<mm::RegionRef> registrations_;  // one `used` reference each
+};
+
+}  // namespace nv2pt::vfio

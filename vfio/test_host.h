@@ -1,0 +1,89 @@
+// Test fixture pieces for the vfio layer: an address space with a chosen memlock policy, groups built from PEs the
+// way the real host builds them, and 64 KiB-aligned client memory.
+#pragma once
+
+#include <sys/mman.h>
+
+#include <gtest/gtest.h>
+
+#include <memory>
+
+#include "mm/address_space.h"
+#include "vfio/container.h"
+#include "vfio/invariant_checker.h"
+
+namespace nv2pt::vfio::testing {
+
+inline constexpr uint64_t KiB = 1ull << 10, MiB = 1ull << 20, GiB = 1ull << 30;
+
+// Anonymous client memory aligned to 64 KiB (or `align`), unmapped on destruction.
+class ClientMemory {
+ public:
+  explicit ClientMemory(uint64_t size, int prot = PROT_READ | PROT_WRITE, uint64_t align = 64 * KiB)
+      : size_(size) {
+    raw_size_ = size + align;
+    raw_ = mmap(nullptr, raw_size_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    EXPECT_NE(raw_, MAP_FAILED);
+    base_ = (reinterpret_cast<uint64_t>(raw_) + align - 1) & ~(align - 1);
+    if (prot != PROT_NONE) EXPECT_EQ(mprotect(reinterpret_cast<void*>(base_), size, prot), 0);
+  }
+  ~ClientMemory() { munmap(raw_, raw_size_); }
+  ClientMemory(const ClientMemory&) = delete;
+  ClientMemory& operator=(const ClientMemory&) = delete;
+  uint64_t ua() const { return base_; }
+  uint64_t size() const { return size_; }
+  // Punches a hole (unmaps a piece) to provoke EFAULT.
+  void unmap(uint64_t offset, uint64_t len) { munmap(reinterpret_cast<void*>(base_ + offset), len); }
+
+ private:
+  void* raw_;
+  uint64_t raw_size_;
+  uint64_t base_;
+  uint64_t size_;
+};
+
+inline mm::AddressSpaceOptions process_options(uint64_t id, uint64_t memlock_bytes = 64 * GiB, bool cap = false) {
+  mm::AddressSpaceOptions o;
+  o.id = id;
+  o.memlock = mm::MemlockPolicy::fixed(memlock_bytes, cap);
+  return o;
+}
+
+// One GPU with its NVLink bridges as the seed groups them: a compound table group of the GPU's PHB4 PE and the NPU
+// PE of its bridges, page sizes PHB4 ∩ NPU2 = 4K|64K.
+struct NvlinkGroup {
+  explicit NvlinkGroup(int id)
+      : gpu("gpu" + std::to_string(id), iommu::Pe::Kind::kPhb4),
+        npu("npu" + std::to_string(id), iommu::Pe::Kind::kNpu2),
+        table_group("group" + std::to_string(id), iommu::TableGroup::Ops::kNpuCompound, {}, {&gpu, &npu}),
+        group(id, &table_group) {}
+  iommu::Pe gpu;
+  iommu::Pe npu;
+  iommu::TableGroup table_group;
+  Group group;
+};
+
+// A plain PHB4 PE group (IODA2 ops), page sizes 4K|64K|2M|1G.
+struct PhbGroup {
+  explicit PhbGroup(int id)
+      : pe("pe" + std::to_string(id), iommu::Pe::Kind::kPhb4),
+        table_group("group" + std::to_string(id), iommu::TableGroup::Ops::kIoda2,
+                    {.pgsizes = iommu::page_size_mask({12, 16, 21, 30})}, {&pe}),
+        group(id, &table_group) {}
+  iommu::Pe pe;
+  iommu::TableGroup table_group;
+  Group group;
+};
+
+// A group without ownership ops (pseries/POWER7-like): the only kind a v1 container takes.
+struct LegacyGroup {
+  explicit LegacyGroup(int id)
+      : pe("legacy" + std::to_string(id), iommu::Pe::Kind::kPhb4),
+        table_group("legacy" + std::to_string(id), iommu::TableGroup::Ops::kLegacy, {}, {&pe}),
+        group(id, &table_group) {}
+  iommu::Pe pe;
+  iommu::TableGroup table_group;
+  Group group;
+};
+
+}  // namespace nv2pt::vfio::testing
