@@ -1,0 +1,64 @@
+// The coherent RAM of one GPU, seen through its 128 GiB window: a sparse memfd, populated in the client's mapping
+// page by page on first touch by a userfaultfd service thread, and only when the rule allows it:
+//   - every NVLink of the GPU is trained, and
+//   - the page lies inside the real RAM (nv2pt,real-memory-size, 16 GiB on a V100 SXM2 16GB).
+// Any other touch is an HMI: recorded in the HmiLog, then the policy applies (fatal: the faulting thread gets
+// SIGBUS; log: the page is populated with zeros and the access goes on). read()/write() (the pread/pwrite path)
+// follow the same rule.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+
+#include "base/errno.h"
+#include "platform/hmi_log.h"
+#include "platform/pci_address.h"
+
+namespace nv2pt::platform {
+
+class GpuRam {
+ public:
+  struct Config {
+    PciAddress gpu;
+    uint64_t window_base = 0;  // host physical address of the window (gpu_hpa)
+    uint64_t window_size = 0;  // 128 GiB
+    uint64_t real_size = 0;    // RAM behind it
+    HmiPolicy policy = HmiPolicy::kFatal;
+  };
+
+  // `links_trained` answers whether every NVLink of the GPU is trained right now. ENOMEM/EIO if the memfd or
+  // userfaultfd cannot be created.
+  static Result<std::unique_ptr<GpuRam>> create(Config config, HmiLog& log, std::function<bool()> links_trained);
+  ~GpuRam();
+
+  const Config& config() const;
+  void set_policy(HmiPolicy policy);
+
+  // pread/pwrite path: offset relative to the window. EINVAL past the window. An access the rule forbids records
+  // an HMI first; under the fatal policy it then raises SIGBUS in the calling thread (never returns), under the
+  // log policy reads beyond real RAM give zeros and writes there are dropped.
+  Result<void> read(uint64_t offset, std::span<std::byte> out);
+  Result<void> write(uint64_t offset, std::span<const std::byte> in);
+
+  // Maps [offset, offset + len) of the window at `addr` (MAP_SHARED|MAP_FIXED over the caller's reservation if
+  // addr is non-null, else anywhere; 64 KiB aligned at least) with nothing populated, and registers it with the
+  // userfaultfd service. Returns the address. EINVAL for a range outside the window.
+  Result<void*> map(void* addr, uint64_t offset, uint64_t len, int prot);
+  // Forgets a mapping made by map() (the caller munmaps it).
+  void unmap(void* addr, uint64_t len);
+
+  // Pages populated so far (64 KiB model pages), for reports and tests.
+  uint64_t populated_pages() const;
+  // Throws away the contents (device reset of the GPU): the memfd is emptied and every mapping unpopulated.
+  void discard();
+
+ private:
+  struct Impl;
+  explicit GpuRam(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nv2pt::platform

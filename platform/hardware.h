@@ -1,0 +1,55 @@
+// The device models of a Machine: one per PCI function (a GV100 GPU model, an NVLink2 bridge model), the GPU RAM
+// behind each GPU window, the ATSD register blocks of the NPUs, NVLink training state, and the HMI log.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "base/errno.h"
+#include "platform/gpu_ram.h"
+#include "platform/hmi_log.h"
+#include "platform/machine.h"
+#include "platform/pci_device_model.h"
+
+namespace nv2pt::platform {
+
+enum class LinkState { kUntrained, kTraining, kTrained };
+std::string_view to_string(LinkState state);
+
+struct HardwareOptions {
+  HmiPolicy hmi_policy = HmiPolicy::kFatal;
+};
+
+class Hardware {
+ public:
+  static Result<std::unique_ptr<Hardware>> create(const Machine& machine, HardwareOptions options = {});
+  ~Hardware();
+
+  const Machine& machine() const;
+  // The model of a function; nullptr if the machine has no such function.
+  PciDeviceModel* device(const PciAddress& address);
+  // The RAM behind a GPU's window; nullptr for a GPU without a (well-formed) memory node.
+  GpuRam* gpu_ram(const PciAddress& gpu);
+  // State of the link behind an NVLink bridge; nullopt if `bridge` is not a bridge.
+  std::optional<LinkState> link_state(const PciAddress& bridge) const;
+  // Whether every NVLink of the GPU is trained (false for a GPU without bridges).
+  bool gpu_links_trained(const PciAddress& gpu) const;
+  // The 64 KiB ATSD register block at host physical address `hpa` (an ibm,mmio-atsd entry): its memfd for mmap,
+  // and register access for pread/pwrite. nullopt / EINVAL for an address that is no ATSD block.
+  std::optional<int> atsd_fd(uint64_t hpa) const;
+  Result<void> atsd_read(uint64_t hpa, uint64_t offset, std::span<std::byte> out);
+  Result<void> atsd_write(uint64_t hpa, uint64_t offset, std::span<const std::byte> in);
+
+  HmiLog& hmi_log();
+  void set_hmi_policy(HmiPolicy policy);
+
+ private:
+  struct Impl;
+  explicit Hardware(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nv2pt::platform

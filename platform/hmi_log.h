@@ -1,0 +1,44 @@
+// Hardware management interrupts the model raised: a touch of GPU RAM before the GPU's NVLinks were trained, or
+// beyond the RAM really behind the 128 GiB window. On real hardware either one is a machine check (the CPU
+// prefetches coherent memory, so even a stray load is fatal).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <string_view>
+#include <vector>
+
+#include "platform/pci_address.h"
+
+namespace nv2pt::platform {
+
+enum class HmiPolicy {
+  kFatal,  // the faulting thread gets SIGBUS (the default, as on real hardware)
+  kLog,    // recorded; the access goes on (reads of missing RAM see zeros)
+};
+
+enum class HmiCause { kUntrainedLink, kBeyondRealRam };
+
+std::string_view to_string(HmiCause cause);
+std::string_view to_string(HmiPolicy policy);
+
+struct Hmi {
+  std::chrono::system_clock::time_point time;
+  PciAddress gpu;
+  uint64_t hpa;  // host physical address touched
+  HmiCause cause;
+};
+
+class HmiLog {
+ public:
+  void record(const Hmi& hmi);
+  std::vector<Hmi> entries() const;
+  size_t size() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<Hmi> entries_;
+};
+
+}  // namespace nv2pt::platform
