@@ -4,11 +4,13 @@
 
 #include "cli/command.h"
 #include "cli/lspci_command.h"
+#include "cli/plan_command.h"
 
 namespace {
 
 constexpr nv2pt::cli::CommandRegistrar kCommands[] = {
     nv2pt::cli::register_lspci_command,
+    nv2pt::cli::register_plan_command,
 };
 
 }  // namespace

@@ -73,11 +73,11 @@ Result<Plan> make_plan(const PlanInput& input) {
     level.charged_bytes = iommu::accounting_bytes(input.page_shift, plan.window_size, levels);
     auto geometry = iommu::compute_geometry(input.page_shift, plan.window_size, levels);
     if (!geometry) {
-      level.refusal = "EINVAL: indirect levels would address 2^55 bytes or more";
+      level.refusal = "EINVAL: 55-bit rule";
     } else {
       level.geometry = *geometry;
       if (auto ok = iommu::check_allocatable(*geometry, input.max_alloc_bytes); !ok) {
-        level.refusal = "ENOMEM: a level block is larger than the largest allocation";
+        level.refusal = "ENOMEM: block > largest alloc";
       } else {
         level.allowed = true;
         measure_layout(sorted, input, level);
