@@ -1,25 +1,75 @@
-// A VFIO group (/dev/vfio/<n>): the unit of ownership. Here the part the IOMMU driver sees: the group's IOMMU
-// table group (the PEs it translates for) and the EEH state of its PE.
+// A VFIO group (/dev/vfio/<n>): the unit of ownership. One open at a time (a second open, in this process or in
+// another one, gets EBUSY), viable only while every member device is bound to vfio-pci or to no driver, attached
+// to at most one container, and the way to device fds (VFIO_GROUP_GET_DEVICE_FD). The IOMMU driver sees its table
+// group (the PEs it translates for) and the EEH state of its PE.
 #pragma once
 
+#include <memory>
+#include <mutex>
+#include <string_view>
+#include <vector>
+
+#include "base/errno.h"
 #include "iommu/table_group.h"
+#include "mm/address_space.h"
 #include "vfio/eeh_pe.h"
+#include "vfio/uapi.h"
+
+namespace nv2pt::platform {
+class Machine;
+}
 
 namespace nv2pt::vfio {
+
+class Container;
+class PciDevice;
 
 class Group {
  public:
   // `table_group` may be null: a group without IOMMU table-group data (the container refuses it with ENODEV).
-  Group(int id, iommu::TableGroup* table_group) : id_(id), table_group_(table_group) {}
+  // `machine` (optional) gives the host driver binding of the members, for viability.
+  Group(int id, iommu::TableGroup* table_group, const platform::Machine* machine = nullptr,
+        std::vector<PciDevice*> devices = {});
+  ~Group();
 
   int id() const { return id_; }
   iommu::TableGroup* table_group() const { return table_group_; }
   EehPe& eeh() { return eeh_; }
+  const std::vector<PciDevice*>& devices() const { return devices_; }
+
+  // open("/dev/vfio/<n>"): EBUSY if already open. release(): the group fd closed (detaches from the container).
+  Result<void> open();
+  void release();
+  bool is_open() const;
+
+  // Every member bound to vfio-pci or to no driver.
+  bool viable() const;
+
+  // VFIO_GROUP_GET_STATUS.
+  Result<void> get_status(vfio_group_status& status) const;
+  // VFIO_GROUP_SET_CONTAINER: EINVAL if the group already has a container; the container's attach errors.
+  Result<void> set_container(const std::shared_ptr<Container>& container);
+  // VFIO_GROUP_UNSET_CONTAINER: EINVAL without a container, EBUSY while device fds are open.
+  Result<void> unset_container();
+  std::shared_ptr<Container> container() const;
+  // VFIO_GROUP_GET_DEVICE_FD: EINVAL without a container with an IOMMU driver, or when the group is not viable;
+  // ENODEV for a name that is no member; the device's open errors.
+  Result<PciDevice*> get_device(mm::AddressSpace& caller, std::string_view name);
+  // A device fd of this group was closed.
+  void device_released(PciDevice& device);
 
  private:
-  int id_;
-  iommu::TableGroup* table_group_;
+  void unset_container_locked();
+
+  const int id_;
+  iommu::TableGroup* const table_group_;
+  const platform::Machine* const machine_;
+  const std::vector<PciDevice*> devices_;
   EehPe eeh_;
+  mutable std::mutex mutex_;
+  bool open_ = false;
+  std::shared_ptr<Container> container_;
+  int device_fds_ = 0;  // container users beyond the group itself
 };
 
 }  // namespace nv2pt::vfio

@@ -1,0 +1,179 @@
+#include "vfio/host.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace nv2pt::vfio {
+
+struct Host::Impl {
+  platform::Machine machine;
+  HostOptions options;
+  std::unique_ptr<platform::Hardware> hardware;
+  std::vector<std::unique_ptr<iommu::Pe>> pes;
+  std::vector<std::unique_ptr<iommu::TableGroup>> table_groups;
+  std::map<platform::PciAddress, std::unique_ptr<PciDevice>> devices;
+  std::map<int, std::unique_ptr<Group>> groups;
+  mutable std::mutex mutex;
+  std::vector<std::weak_ptr<Container>> containers;
+  std::map<int, int> lock_fds;  // group id -> flock'ed lock file
+
+  explicit Impl(platform::Machine m) : machine(std::move(m)) {}
+};
+
+namespace {
+
+// The page sizes a group offers: what every PHB of its members supports (PHB4 ∩ NPU2 for an NVLink group).
+iommu::PageSizeMask group_page_sizes(const platform::Machine& m, const std::vector<const platform::PciFunction*>& fs) {
+  iommu::PageSizeMask mask = ~0ull;
+  for (const platform::PciFunction* f : fs) {
+    const std::vector<uint32_t>& shifts = m.phb_of(*f).tce_page_shifts;
+    mask &= shifts.empty() ? iommu::page_size_mask({12, 16}) : iommu::page_size_mask(shifts);
+  }
+  return mask;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Host>> Host::create(platform::Machine machine, HostOptions options) {
+  auto impl = std::make_unique<Impl>(std::move(machine));
+  impl->options = options;
+  const platform::Machine& m = impl->machine;
+  impl->hardware = NV2PT_TRY(platform::Hardware::create(m, options.hardware));
+  for (const platform::PciFunction& f : m.pci_functions()) {
+    impl->devices.emplace(f.address, std::make_unique<PciDevice>(m, *impl->hardware, f));
+  }
+  for (uint32_t id : m.iommu_groups()) {
+    std::vector<const platform::PciFunction*> functions = m.functions_in_group(id);
+    // PEs: one per GPU (PHB4), one per GPU's set of NVLink bridges (NPU2), one per other function.
+    std::vector<iommu::Pe*> members;
+    std::map<size_t, iommu::Pe*> npu_pe_of_gpu;
+    bool nvlink = false;
+    for (const platform::PciFunction* f : functions) {
+      if (f->kind == platform::PciFunctionKind::kNvlinkBridge) {
+        nvlink = true;
+        const std::optional<size_t> gpu = m.bridges()[f->role_index].gpu;
+        if (gpu && npu_pe_of_gpu.count(*gpu)) continue;
+        auto pe = std::make_unique<iommu::Pe>("npu-pe " + f->address.to_string(), iommu::Pe::Kind::kNpu2);
+        if (gpu) npu_pe_of_gpu[*gpu] = pe.get();
+        members.push_back(pe.get());
+        impl->pes.push_back(std::move(pe));
+      } else {
+        auto pe = std::make_unique<iommu::Pe>("pe " + f->address.to_string(), iommu::Pe::Kind::kPhb4);
+        members.push_back(pe.get());
+        impl->pes.push_back(std::move(pe));
+      }
+    }
+    iommu::TableGroup::Properties props;
+    props.pgsizes = group_page_sizes(m, functions);
+    auto table_group = std::make_unique<iommu::TableGroup>(
+        "group " + std::to_string(id), nvlink ? iommu::TableGroup::Ops::kNpuCompound : iommu::TableGroup::Ops::kIoda2,
+        props, members);
+    std::vector<PciDevice*> devices;
+    for (const platform::PciFunction* f : functions) devices.push_back(impl->devices.at(f->address).get());
+    impl->groups.emplace(static_cast<int>(id),
+                         std::make_unique<Group>(static_cast<int>(id), table_group.get(), &m, std::move(devices)));
+    impl->table_groups.push_back(std::move(table_group));
+  }
+  if (!options.runtime_dir.empty()) ::mkdir(options.runtime_dir.c_str(), 0700);
+  return std::unique_ptr<Host>(new Host(std::move(impl)));
+}
+
+Host::Host(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Host::~Host() {
+  // Groups first (they detach from containers), then devices, PEs and hardware.
+  impl_->groups.clear();
+  for (auto& [id, fd] : impl_->lock_fds) ::close(fd);
+}
+
+const platform::Machine& Host::machine() const { return impl_->machine; }
+platform::Machine& Host::machine() { return impl_->machine; }
+platform::Hardware& Host::hardware() { return *impl_->hardware; }
+
+std::shared_ptr<Container> Host::open_container() {
+  auto c = std::make_shared<Container>(impl_->options.iommu);
+  std::lock_guard lock(impl_->mutex);
+  std::erase_if(impl_->containers, [](auto& w) { return w.expired(); });
+  impl_->containers.push_back(c);
+  return c;
+}
+
+Result<Group*> Host::open_group(int id) {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->groups.find(id);
+  if (it == impl_->groups.end()) return fail(kENOENT);
+  if (!impl_->options.runtime_dir.empty()) {
+    // Ownership across processes: an flock on a per-group file, dropped by the kernel if this process dies.
+    const std::string path = impl_->options.runtime_dir + "/group-" + std::to_string(id) + ".lock";
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return fail(kEIO);
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd);
+      return fail(kEBUSY);
+    }
+    if (auto r = it->second->open(); !r) {
+      ::close(fd);
+      return fail(r.error());
+    }
+    impl_->lock_fds[id] = fd;
+    return it->second.get();
+  }
+  NV2PT_TRY(it->second->open());
+  return it->second.get();
+}
+
+void Host::release_group(Group& group) {
+  group.release();
+  std::lock_guard lock(impl_->mutex);
+  if (auto it = impl_->lock_fds.find(group.id()); it != impl_->lock_fds.end()) {
+    ::close(it->second);
+    impl_->lock_fds.erase(it);
+  }
+}
+
+std::vector<int> Host::group_ids() const {
+  std::vector<int> ids;
+  for (auto& [id, g] : impl_->groups) ids.push_back(id);
+  return ids;
+}
+
+Group* Host::group(int id) {
+  auto it = impl_->groups.find(id);
+  return it == impl_->groups.end() ? nullptr : it->second.get();
+}
+
+PciDevice* Host::device(const platform::PciAddress& address) {
+  auto it = impl_->devices.find(address);
+  return it == impl_->devices.end() ? nullptr : it->second.get();
+}
+
+std::optional<int> Host::iommu_group_of(const platform::PciAddress& address) const {
+  const platform::PciFunction* f = impl_->machine.find_function(address);
+  if (!f || !f->iommu_group) return std::nullopt;
+  return static_cast<int>(*f->iommu_group);
+}
+
+std::string Host::devspec(const platform::PciAddress& address) const {
+  const platform::PciFunction* f = impl_->machine.find_function(address);
+  return f ? impl_->machine.device_tree().path(f->node) : std::string();
+}
+
+std::string Host::loc_code(const platform::PciAddress& address) const {
+  const platform::PciFunction* f = impl_->machine.find_function(address);
+  return f ? f->loc_code : std::string();
+}
+
+std::vector<std::shared_ptr<Container>> Host::containers() const {
+  std::lock_guard lock(impl_->mutex);
+  std::vector<std::shared_ptr<Container>> out;
+  for (auto& w : impl_->containers) {
+    if (auto c = w.lock()) out.push_back(std::move(c));
+  }
+  return out;
+}
+
+}  // namespace nv2pt::vfio
