@@ -11,13 +11,13 @@
 #include "base/errno.h"
 #include "platform/gpu_ram.h"
 #include "platform/hmi_log.h"
+#include "platform/link_state.h"
 #include "platform/machine.h"
 #include "platform/pci_device_model.h"
 
 namespace nv2pt::platform {
 
-enum class LinkState { kUntrained, kTraining, kTrained };
-std::string_view to_string(LinkState state);
+// LinkState and to_string(LinkState) live in platform/link_state.h (the bridge model needs them too).
 
 struct HardwareOptions {
   HmiPolicy hmi_policy = HmiPolicy::kFatal;

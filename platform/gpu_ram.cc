@@ -1,0 +1,319 @@
+#include "platform/gpu_ram.h"
+
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "base/checked.h"
+#include "base/host_page.h"
+#include "platform/sparse_memfd.h"
+
+namespace nv2pt::platform {
+
+namespace {
+
+// The model's page: GPU RAM is populated in 64 KiB steps, the POWER9 host page.
+constexpr uint64_t kModelPage = kHostPageSize;
+
+uint64_t machine_page_size() { return static_cast<uint64_t>(sysconf(_SC_PAGESIZE)); }
+
+}  // namespace
+
+struct GpuRam::Impl {
+  struct Mapping {
+    uint64_t len;
+    uint64_t offset;  // window offset of the first byte
+  };
+
+  Impl(Config c, HmiLog& l, std::function<bool()> trained) : config(c), log(l), links_trained(std::move(trained)) {
+    policy.store(c.policy);
+  }
+  ~Impl();
+
+  Result<void> start();
+  void serve();
+  void handle_fault(const uffd_msg& msg);
+  bool populate(uint64_t start, uint64_t len);
+  // The rule: nullopt if the access to the model page at `offset` is allowed, else the HMI cause.
+  std::optional<HmiCause> violation(uint64_t offset) const;
+  void record(uint64_t offset, HmiCause cause);
+  void mark_populated(uint64_t offset);
+
+  Config config;
+  HmiLog& log;
+  std::function<bool()> links_trained;
+  std::atomic<HmiPolicy> policy;
+  SparseMemfd memfd;
+  int uffd = -1;
+  int stop_fd = -1;
+  std::thread thread;
+
+  std::mutex mutex;
+  std::map<uintptr_t, Mapping> mappings;  // guarded by mutex; by start address
+  std::set<uint64_t> populated;           // guarded by mutex; model page numbers
+};
+
+GpuRam::Impl::~Impl() {
+  if (thread.joinable()) {
+    const uint64_t one = 1;
+    (void)!::write(stop_fd, &one, sizeof one);
+    thread.join();
+  }
+  if (uffd >= 0) close(uffd);
+  if (stop_fd >= 0) close(stop_fd);
+}
+
+Result<void> GpuRam::Impl::start() {
+  memfd = NV2PT_TRY(SparseMemfd::create("nv2pt-gpu-ram-" + config.gpu.to_string(), config.window_size));
+  // User-mode-only faults need no privilege; kernel accesses to the range (a read() into it) get EFAULT.
+  uffd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));
+  if (uffd < 0) return fail(kEIO);
+  uffdio_api api{};
+  api.api = UFFD_API;
+  api.features = UFFD_FEATURE_THREAD_ID;
+  if (ioctl(uffd, UFFDIO_API, &api) != 0 || !(api.features & UFFD_FEATURE_MISSING_SHMEM)) return fail(kEIO);
+  stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (stop_fd < 0) return fail(kEIO);
+  thread = std::thread([this] { serve(); });
+  return {};
+}
+
+void GpuRam::Impl::serve() {
+  pollfd fds[2] = {{uffd, POLLIN, 0}, {stop_fd, POLLIN, 0}};
+  for (;;) {
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (fds[1].revents) return;
+    if (!(fds[0].revents & POLLIN)) {
+      if (fds[0].revents & (POLLERR | POLLHUP | POLLNVAL)) return;
+      continue;
+    }
+    uffd_msg msgs[16];
+    const ssize_t n = ::read(uffd, msgs, sizeof msgs);
+    if (n <= 0) continue;
+    for (size_t i = 0; i < static_cast<size_t>(n) / sizeof(uffd_msg); ++i)
+      if (msgs[i].event == UFFD_EVENT_PAGEFAULT) handle_fault(msgs[i]);
+  }
+}
+
+std::optional<HmiCause> GpuRam::Impl::violation(uint64_t offset) const {
+  if (!links_trained || !links_trained()) return HmiCause::kUntrainedLink;
+  if (align_down(offset, kModelPage) >= config.real_size) return HmiCause::kBeyondRealRam;
+  return std::nullopt;
+}
+
+void GpuRam::Impl::record(uint64_t offset, HmiCause cause) {
+  log.record(Hmi{std::chrono::system_clock::now(), config.gpu, config.window_base + offset, cause});
+}
+
+void GpuRam::Impl::mark_populated(uint64_t offset) {
+  std::lock_guard lock(mutex);
+  populated.insert(offset / kModelPage);
+}
+
+// Installs zero pages over [start, start + len) (machine pages), skipping those already in the memfd, then wakes
+// the faulting threads. False if the range could not be resolved.
+bool GpuRam::Impl::populate(uint64_t start, uint64_t len) {
+  uffdio_zeropage zp{};
+  zp.range.start = start;
+  zp.range.len = len;
+  zp.mode = UFFDIO_ZEROPAGE_MODE_DONTWAKE;
+  if (ioctl(uffd, UFFDIO_ZEROPAGE, &zp) != 0 && errno == EEXIST) {
+    // Part of the range is already in the page cache (written through write(), or mapped twice): page by page.
+    const uint64_t step = machine_page_size();
+    for (uint64_t a = start; a < start + len; a += step) {
+      uffdio_zeropage one{};
+      one.range.start = a;
+      one.range.len = step;
+      one.mode = UFFDIO_ZEROPAGE_MODE_DONTWAKE;
+      (void)ioctl(uffd, UFFDIO_ZEROPAGE, &one);
+    }
+  }
+  uffdio_range wake{start, len};
+  return ioctl(uffd, UFFDIO_WAKE, &wake) == 0;
+}
+
+void GpuRam::Impl::handle_fault(const uffd_msg& msg) {
+  const uint64_t address = msg.arg.pagefault.address;
+  uint64_t map_start = 0;
+  Mapping mapping{};
+  {
+    std::lock_guard lock(mutex);
+    auto it = mappings.upper_bound(static_cast<uintptr_t>(address));
+    if (it == mappings.begin()) return;
+    --it;
+    if (address >= it->first + it->second.len) return;
+    map_start = it->first;
+    mapping = it->second;
+  }
+  const uint64_t offset = mapping.offset + (address - map_start);
+  // The whole 64 KiB model page, clipped to the mapping.
+  const uint64_t page_offset = align_down(offset, kModelPage);
+  const uint64_t lo = std::max(map_start, address - (offset - page_offset));
+  const uint64_t hi = std::min(map_start + mapping.len, address - (offset - page_offset) + kModelPage);
+
+  if (const auto cause = violation(offset)) {
+    record(offset, *cause);
+    if (policy.load() == HmiPolicy::kFatal) {
+      // A machine check on the touching thread. The wake lets it return to user mode, where the signal lands
+      // before the access is retried.
+      syscall(SYS_tgkill, getpid(), static_cast<pid_t>(msg.arg.pagefault.feat.ptid), SIGBUS);
+      uffdio_range wake{align_down(address, machine_page_size()), machine_page_size()};
+      ioctl(uffd, UFFDIO_WAKE, &wake);
+      return;
+    }
+  }
+  if (populate(lo, hi - lo)) mark_populated(offset);
+}
+
+GpuRam::GpuRam(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+GpuRam::~GpuRam() = default;
+
+Result<std::unique_ptr<GpuRam>> GpuRam::create(Config config, HmiLog& log, std::function<bool()> links_trained) {
+  if (config.window_size == 0 || !is_aligned(config.window_size, kModelPage)) return fail(kEINVAL);
+  if (config.real_size > config.window_size) return fail(kEINVAL);
+  auto impl = std::make_unique<Impl>(config, log, std::move(links_trained));
+  NV2PT_TRY(impl->start());
+  return std::unique_ptr<GpuRam>(new GpuRam(std::move(impl)));
+}
+
+const GpuRam::Config& GpuRam::config() const { return impl_->config; }
+
+void GpuRam::set_policy(HmiPolicy policy) {
+  impl_->policy.store(policy);
+  std::lock_guard lock(impl_->mutex);
+  impl_->config.policy = policy;
+}
+
+Result<void> GpuRam::read(uint64_t offset, std::span<std::byte> out) {
+  const auto end = checked_add(offset, out.size());
+  if (!end || *end > impl_->config.window_size) return fail(kEINVAL);
+  // Model page by model page: each one is checked the way a touch through a mapping is.
+  uint64_t pos = offset;
+  while (pos < *end) {
+    const uint64_t chunk = std::min(*end, align_down(pos, kModelPage) + kModelPage) - pos;
+    auto part = out.subspan(pos - offset, chunk);
+    if (const auto cause = impl_->violation(pos)) {
+      impl_->record(pos, *cause);
+      if (impl_->policy.load() == HmiPolicy::kFatal) raise(SIGBUS);
+      if (*cause == HmiCause::kBeyondRealRam) {
+        std::memset(part.data(), 0, part.size());
+        pos += chunk;
+        continue;
+      }
+    }
+    NV2PT_TRY(impl_->memfd.read(pos, part.data(), part.size()));
+    pos += chunk;
+  }
+  return {};
+}
+
+Result<void> GpuRam::write(uint64_t offset, std::span<const std::byte> in) {
+  const auto end = checked_add(offset, in.size());
+  if (!end || *end > impl_->config.window_size) return fail(kEINVAL);
+  uint64_t pos = offset;
+  while (pos < *end) {
+    const uint64_t chunk = std::min(*end, align_down(pos, kModelPage) + kModelPage) - pos;
+    auto part = in.subspan(pos - offset, chunk);
+    if (const auto cause = impl_->violation(pos)) {
+      impl_->record(pos, *cause);
+      if (impl_->policy.load() == HmiPolicy::kFatal) raise(SIGBUS);
+      if (*cause == HmiCause::kBeyondRealRam) {  // no RAM there: the write goes nowhere
+        pos += chunk;
+        continue;
+      }
+    }
+    NV2PT_TRY(impl_->memfd.write(pos, part.data(), part.size()));
+    impl_->mark_populated(pos);
+    pos += chunk;
+  }
+  return {};
+}
+
+Result<void*> GpuRam::map(void* addr, uint64_t offset, uint64_t len, int prot) {
+  const uint64_t page = machine_page_size();
+  const auto end = checked_add(offset, len);
+  if (len == 0 || !end || *end > impl_->config.window_size) return fail(kEINVAL);
+  if (!is_aligned(offset, page) || !is_aligned(len, page)) return fail(kEINVAL);
+  if (addr != nullptr && !is_aligned(reinterpret_cast<uintptr_t>(addr), page)) return fail(kEINVAL);
+
+  void* at = addr;
+  if (at == nullptr) {
+    // Reserve with slack and keep an aligned piece: the window size if the address space allows, else 64 KiB.
+    for (uint64_t align : {impl_->config.window_size, kModelPage}) {
+      if (!std::has_single_bit(align) || align < page) continue;
+      const auto span = checked_add(len, align);
+      if (!span) continue;
+      void* r = mmap(nullptr, *span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (r == MAP_FAILED) continue;
+      const auto base = reinterpret_cast<uint64_t>(r);
+      const uint64_t aligned = *align_up(base, align);
+      if (aligned > base) munmap(r, aligned - base);
+      const uint64_t tail = base + *span - (aligned + len);
+      if (tail) munmap(reinterpret_cast<void*>(aligned + len), tail);
+      at = reinterpret_cast<void*>(aligned);
+      break;
+    }
+    if (at == nullptr) return fail(kENOMEM);
+  }
+  void* m = mmap(at, len, prot, MAP_SHARED | MAP_FIXED, impl_->memfd.fd(), static_cast<off_t>(offset));
+  if (m == MAP_FAILED) {
+    if (addr == nullptr) munmap(at, len);
+    return fail(kENOMEM);
+  }
+  uffdio_register reg{};
+  reg.range.start = reinterpret_cast<uint64_t>(m);
+  reg.range.len = len;
+  reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+  if (ioctl(impl_->uffd, UFFDIO_REGISTER, &reg) != 0) {
+    // Never leave an unguarded view of GPU RAM behind: give the caller's range back as inaccessible.
+    if (addr == nullptr)
+      munmap(m, len);
+    else
+      mmap(m, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+    return fail(kEIO);
+  }
+  std::lock_guard lock(impl_->mutex);
+  impl_->mappings[reinterpret_cast<uintptr_t>(m)] = Impl::Mapping{len, offset};
+  return m;
+}
+
+void GpuRam::unmap(void* addr, uint64_t len) {
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->mappings.erase(reinterpret_cast<uintptr_t>(addr));
+  }
+  uffdio_range range{reinterpret_cast<uint64_t>(addr), len};
+  (void)ioctl(impl_->uffd, UFFDIO_UNREGISTER, &range);
+}
+
+uint64_t GpuRam::populated_pages() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->populated.size();
+}
+
+void GpuRam::discard() {
+  // Punching the hole also zaps every mapping of it, so the next touch faults into the service again.
+  (void)impl_->memfd.discard();
+  std::lock_guard lock(impl_->mutex);
+  impl_->populated.clear();
+}
+
+}  // namespace nv2pt::platform

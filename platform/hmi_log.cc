@@ -1,0 +1,36 @@
+#include "platform/hmi_log.h"
+
+namespace nv2pt::platform {
+
+std::string_view to_string(HmiCause cause) {
+  switch (cause) {
+    case HmiCause::kUntrainedLink: return "untrained-link";
+    case HmiCause::kBeyondRealRam: return "beyond-real-ram";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(HmiPolicy policy) {
+  switch (policy) {
+    case HmiPolicy::kFatal: return "fatal";
+    case HmiPolicy::kLog: return "log";
+  }
+  return "unknown";
+}
+
+void HmiLog::record(const Hmi& hmi) {
+  std::lock_guard lock(mutex_);
+  entries_.push_back(hmi);
+}
+
+std::vector<Hmi> HmiLog::entries() const {
+  std::lock_guard lock(mutex_);
+  return entries_;
+}
+
+size_t HmiLog::size() const {
+  std::lock_guard lock(mutex_);
+  return entries_.size();
+}
+
+}  // namespace nv2pt::platform
