@@ -758,3 +758,16 @@ TEST(SpaprTce, Scenario85_ProcessExitWithEverythingSetUp) {
 
 }  // namespace
 }  // namespace nv2pt::vfio
+
+namespace nv2pt::vfio {
+namespace {
+
+TEST(SpaprTce, Q13_EehOpWithoutGroupsIsZero) {  // kept from the kernel
+  mm::AddressSpace as(testing::process_options(1));
+  auto v2 = SpaprTceIommu::open(VFIO_SPAPR_TCE_v2_IOMMU);
+  vfio_eeh_pe_op op{sizeof(op), 0, 42};  // even an unknown op: no group is asked
+  EXPECT_EQ((*v2)->eeh_pe_op(as, op), 0);
+}
+
+}  // namespace
+}  // namespace nv2pt::vfio
