@@ -48,7 +48,7 @@ struct GpuRam::Impl {
   Result<void> start();
   void serve();
   void handle_fault(const uffd_msg& msg);
-  bool populate(uint64_t start, uint64_t len);
+  bool populate(uint64_t start, uint64_t len, uint64_t offset);
   // The rule: nullopt if the access to the model page at `offset` is allowed, else the HMI cause.
   std::optional<HmiCause> violation(uint64_t offset) const;
   void record(uint64_t offset, HmiCause cause);
@@ -81,12 +81,26 @@ GpuRam::Impl::~Impl() {
 Result<void> GpuRam::Impl::start() {
   memfd = NV2PT_TRY(SparseMemfd::create("nv2pt-gpu-ram-" + config.gpu.to_string(), config.window_size));
   // User-mode-only faults need no privilege; kernel accesses to the range (a read() into it) get EFAULT.
+  // UFFDIO_API can be issued once per fd: ask a probe fd what the kernel offers, then enable on the real one.
+  // The exact fault address (5.18+) makes the HMI's address exact; without it the address is page-aligned.
+  uint64_t available = 0;
+  {
+    const int probe = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));
+    if (probe < 0) return fail(kEIO);
+    uffdio_api api{};
+    api.api = UFFD_API;
+    const int rc = ioctl(probe, UFFDIO_API, &api);
+    close(probe);
+    if (rc != 0) return fail(kEIO);
+    available = api.features;
+  }
+  if (!(available & UFFD_FEATURE_MISSING_SHMEM) || !(available & UFFD_FEATURE_THREAD_ID)) return fail(kEIO);
   uffd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));
   if (uffd < 0) return fail(kEIO);
   uffdio_api api{};
   api.api = UFFD_API;
-  api.features = UFFD_FEATURE_THREAD_ID;
-  if (ioctl(uffd, UFFDIO_API, &api) != 0 || !(api.features & UFFD_FEATURE_MISSING_SHMEM)) return fail(kEIO);
+  api.features = UFFD_FEATURE_THREAD_ID | (available & UFFD_FEATURE_EXACT_ADDRESS);
+  if (ioctl(uffd, UFFDIO_API, &api) != 0) return fail(kEIO);
   stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (stop_fd < 0) return fail(kEIO);
   thread = std::thread([this] { serve(); });
@@ -128,9 +142,9 @@ void GpuRam::Impl::mark_populated(uint64_t offset) {
   populated.insert(offset / kModelPage);
 }
 
-// Installs zero pages over [start, start + len) (machine pages), skipping those already in the memfd, then wakes
-// the faulting threads. False if the range could not be resolved.
-bool GpuRam::Impl::populate(uint64_t start, uint64_t len) {
+// Installs zero pages over [start, start + len) (machine pages), skipping those already in the memfd, counts the
+// model page, then wakes the faulting threads (after counting, so they see the count).
+bool GpuRam::Impl::populate(uint64_t start, uint64_t len, uint64_t offset) {
   uffdio_zeropage zp{};
   zp.range.start = start;
   zp.range.len = len;
@@ -146,6 +160,7 @@ bool GpuRam::Impl::populate(uint64_t start, uint64_t len) {
       (void)ioctl(uffd, UFFDIO_ZEROPAGE, &one);
     }
   }
+  mark_populated(offset);
   uffdio_range wake{start, len};
   return ioctl(uffd, UFFDIO_WAKE, &wake) == 0;
 }
@@ -180,7 +195,7 @@ void GpuRam::Impl::handle_fault(const uffd_msg& msg) {
       return;
     }
   }
-  if (populate(lo, hi - lo)) mark_populated(offset);
+  populate(lo, hi - lo, offset);
 }
 
 GpuRam::GpuRam(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
