@@ -60,6 +60,7 @@ struct GpuRam::Impl {
   std::atomic<HmiPolicy> policy;
   SparseMemfd memfd;
   int uffd = -1;
+  bool minor_faults = false;  // pages already in the memfd trap too (UFFD_FEATURE_MINOR_SHMEM, 5.14+)
   int stop_fd = -1;
   std::thread thread;
 
@@ -99,7 +100,10 @@ Result<void> GpuRam::Impl::start() {
   if (uffd < 0) return fail(kEIO);
   uffdio_api api{};
   api.api = UFFD_API;
-  api.features = UFFD_FEATURE_THREAD_ID | (available & UFFD_FEATURE_EXACT_ADDRESS);
+  // Minor faults let a page that is already in the memfd (written through write(), or populated before a reset
+  // untrained the links) be checked again after zap(): without them it would be mapped silently.
+  minor_faults = available & UFFD_FEATURE_MINOR_SHMEM;
+  api.features = UFFD_FEATURE_THREAD_ID | (available & (UFFD_FEATURE_EXACT_ADDRESS | UFFD_FEATURE_MINOR_SHMEM));
   if (ioctl(uffd, UFFDIO_API, &api) != 0) return fail(kEIO);
   stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (stop_fd < 0) return fail(kEIO);
@@ -194,6 +198,15 @@ void GpuRam::Impl::handle_fault(const uffd_msg& msg) {
       ioctl(uffd, UFFDIO_WAKE, &wake);
       return;
     }
+  }
+  if (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_MINOR) {
+    // The page is in the memfd already: map it back (only this machine page; its neighbours may be missing).
+    uffdio_continue cont{};
+    cont.range.start = align_down(address, machine_page_size());
+    cont.range.len = machine_page_size();
+    (void)ioctl(uffd, UFFDIO_CONTINUE, &cont);
+    mark_populated(offset);
+    return;
   }
   populate(lo, hi - lo, offset);
 }
@@ -296,7 +309,7 @@ Result<void*> GpuRam::map(void* addr, uint64_t offset, uint64_t len, int prot) {
   uffdio_register reg{};
   reg.range.start = reinterpret_cast<uint64_t>(m);
   reg.range.len = len;
-  reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+  reg.mode = UFFDIO_REGISTER_MODE_MISSING | (impl_->minor_faults ? UFFDIO_REGISTER_MODE_MINOR : 0);
   if (ioctl(impl_->uffd, UFFDIO_REGISTER, &reg) != 0) {
     // Never leave an unguarded view of GPU RAM behind: give the caller's range back as inaccessible.
     if (addr == nullptr)
@@ -323,6 +336,15 @@ uint64_t GpuRam::populated_pages() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->populated.size();
 }
+
+void GpuRam::zap() {
+  // Drop the client's page-table entries but keep the contents: the next touch of any page faults into the
+  // service again (a minor fault for a page the memfd holds), where the rule is checked anew.
+  std::lock_guard lock(impl_->mutex);
+  for (const auto& [start, m] : impl_->mappings) (void)madvise(reinterpret_cast<void*>(start), m.len, MADV_DONTNEED);
+}
+
+bool GpuRam::checks_present_pages() const { return impl_->minor_faults; }
 
 void GpuRam::discard() {
   // Punching the hole also zaps every mapping of it, so the next touch faults into the service again.

@@ -52,8 +52,14 @@ class GpuRam {
 
   // Pages populated so far (64 KiB model pages), for reports and tests.
   uint64_t populated_pages() const;
-  // Throws away the contents (device reset of the GPU): the memfd is emptied and every mapping unpopulated.
+  // Throws away the contents: the memfd is emptied and every mapping unpopulated.
   void discard();
+  // Unpopulates every mapping but keeps the contents (the GPU's links were untrained): the next touch of any
+  // page is checked against the rule again.
+  void zap();
+  // Whether pages already in the memfd are checked on their next touch after zap() (needs minor-fault
+  // userfaultfd on shmem, Linux 5.14+); without it such a touch maps the page unchecked.
+  bool checks_present_pages() const;
 
  private:
   struct Impl;

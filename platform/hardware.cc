@@ -110,6 +110,13 @@ Result<std::unique_ptr<Hardware>> Hardware::create(const Machine& machine, Hardw
     Impl* self = &hw;
     hw.rams[gpu.address] =
         NV2PT_TRY(GpuRam::create(config, hw.hmi_log, [self, address] { return self->links_trained(address); }));
+    // After a GPU reset the links are down: touches of pages mapped before must be checked again (no silent
+    // access to GPU RAM through stale page-table entries).
+    GpuRam* ram = hw.rams[gpu.address].get();
+    model->set_reset_listener([links, ram] {
+      for (Npu2Bridge* b : links) b->gpu_reset();
+      ram->zap();
+    });
   }
 
   for (const Phb& phb : machine.phbs()) {

@@ -496,3 +496,63 @@ TEST_F(DeviceTest, HotResetInfoAndReset) {
 
 }  // namespace
 }  // namespace nv2pt::vfio
+
+namespace nv2pt::vfio {
+namespace {
+
+class HmiTest : public DeviceTest {};
+
+// The HMI rule at the user's mapping of GPU RAM: untrained links, beyond the real RAM, and a page mapped while
+// trained touched again after a GPU reset untrained the links.
+TEST_F(HmiTest, GpuRamTouchesFollowTheTrainingAndRealRamRule) {
+  load("", platform::HmiPolicy::kLog);
+  attach();
+  PciDevice* gpu = must_open("0004:04:00.0");
+  const PciAddress address = PciAddress::parse("0004:04:00.0").value();
+  platform::HmiLog& log = host_->hardware().hmi_log();
+  auto p = gpu->mmap(as_, nullptr, kGpuWindow, PROT_READ | PROT_WRITE, MAP_SHARED, region_offset(9));
+  ASSERT_TRUE(p);
+  auto* ram = static_cast<volatile uint8_t*>(*p);
+
+  ram[0] = 1;  // links not trained yet
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log.entries()[0].cause, platform::HmiCause::kUntrainedLink);
+  EXPECT_EQ(log.entries()[0].hpa, kGpu0Hpa);
+  EXPECT_EQ(log.entries()[0].gpu, address);
+
+  ASSERT_TRUE(train_gpu_links("0004:04:00.0"));
+  ram[64 * KiB] = 2;  // fine
+  EXPECT_EQ(log.size(), 1u);
+  ram[16 * GiB + 5] = 3;  // past the 16 GiB of real RAM behind the 128 GiB window
+  ASSERT_EQ(log.size(), 2u);
+  EXPECT_EQ(log.entries()[1].cause, platform::HmiCause::kBeyondRealRam);
+
+  // A GPU reset drops its links: the page touched while trained is checked again.
+  ASSERT_TRUE(ioctl(gpu, VFIO_DEVICE_RESET, nullptr));
+  EXPECT_FALSE(host_->hardware().gpu_links_trained(address));
+  ram[64 * KiB] = 4;
+  if (host_->hardware().gpu_ram(address)->checks_present_pages()) {
+    ASSERT_EQ(log.size(), 3u);
+    EXPECT_EQ(log.entries()[2].cause, platform::HmiCause::kUntrainedLink);
+  }
+  munmap(*p, kGpuWindow);
+  gpu->munmap(*p, kGpuWindow);
+}
+
+// Under the fatal policy (the default) the touching thread dies of SIGBUS, as on real hardware.
+TEST_F(HmiTest, FatalPolicyKillsTheTouchingThread) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        load("", platform::HmiPolicy::kFatal);
+        attach();
+        PciDevice* gpu = must_open("0004:04:00.0");
+        auto p = gpu->mmap(as_, nullptr, 1 * GiB, PROT_READ | PROT_WRITE, MAP_SHARED, region_offset(9));
+        if (p) static_cast<volatile uint8_t*>(*p)[0] = 1;  // links untrained
+        _exit(0);
+      },
+      ::testing::KilledBySignal(SIGBUS), "");
+}
+
+}  // namespace
+}  // namespace nv2pt::vfio
