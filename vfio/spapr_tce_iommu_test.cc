@@ -771,3 +771,81 @@ TEST(SpaprTce, Q13_EehOpWithoutGroupsIsZero) {  // kept from the kernel
 
 }  // namespace
 }  // namespace nv2pt::vfio
+
+namespace nv2pt::vfio {
+namespace {
+
+using namespace testing;
+
+// Every container call from several threads at once: nothing crashes, every call ends with a valid errno, and the
+// invariants hold afterwards (the TSan build runs this too).
+TEST(SpaprTce, MixedCallsFromManyThreadsKeepTheInvariants) {
+  mm::AddressSpace as(process_options(1));
+  NvlinkGroup g(4);
+  Container c;
+  ASSERT_TRUE(c.attach_group(g.group));
+  ASSERT_TRUE(c.set_iommu(VFIO_SPAPR_TCE_v2_IOMMU));
+  SpaprTceIommu& iommu = *c.iommu();
+  ClientMemory a(4 * MiB), b(4 * MiB);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> calls{0};
+  auto expect_errno = [](const Result<void>& r, std::initializer_list<Errno> allowed) {
+    if (r) return;
+    EXPECT_TRUE(std::find(allowed.begin(), allowed.end(), r.error()) != allowed.end()) << errno_name(r.error());
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      uint32_t seed = 0x9e3779b9u * (t + 1);
+      while (!stop) {
+        seed = seed * 1664525u + 1013904223u;
+        const ClientMemory& m = (seed >> 8) & 1 ? a : b;
+        const uint64_t iova = (seed >> 16 & 1 ? 1ull << 59 : 0) + ((seed >> 20) & 3) * MiB;
+        switch ((seed >> 24) % 6) {
+          case 0: {
+            vfio_iommu_spapr_register_memory r{sizeof(r), 0, m.ua(), m.size()};
+            expect_errno(iommu.register_memory(as, r), {kEBUSY});
+            break;
+          }
+          case 1: {
+            vfio_iommu_spapr_register_memory r{sizeof(r), 0, m.ua(), m.size()};
+            expect_errno(iommu.unregister_memory(as, r), {kENOENT, kEBUSY, kEPERM});
+            break;
+          }
+          case 2: {
+            vfio_iommu_type1_dma_map map{sizeof(map), 3, m.ua(), iova, 1 * MiB};
+            expect_errno(iommu.map_dma(as, map), {kEPERM, kENXIO, kEINVAL});
+            break;
+          }
+          case 3: {
+            vfio_iommu_type1_dma_unmap unmap{sizeof(unmap), 0, iova, 1 * MiB};
+            expect_errno(iommu.unmap_dma(as, unmap), {kEPERM, kENXIO});
+            break;
+          }
+          case 4: {
+            vfio_iommu_spapr_tce_create cr{sizeof(cr), 0, 16, 0, 1ull << 30, 2, 0, 0};
+            expect_errno(iommu.create_window(as, cr), {kENOSPC});
+            break;
+          }
+          case 5: {
+            vfio_iommu_spapr_tce_remove rm{sizeof(rm), 0, seed >> 7 & 1 ? 1ull << 59 : 0};
+            expect_errno(iommu.remove_window(as, rm), {kEINVAL});
+            break;
+          }
+        }
+        ++calls;
+      }
+    });
+  }
+  while (calls < 20000) std::this_thread::yield();
+  stop = true;
+  for (auto& th : threads) th.join();
+  InvariantReport r = check_invariants(as, {&iommu});
+  EXPECT_TRUE(r.ok()) << r.to_string();
+  c.detach_group(g.group);
+  EXPECT_EQ(as.locked_memory().locked_pages(), 0u);
+  EXPECT_TRUE(as.registry().empty());
+}
+
+}  // namespace
+}  // namespace nv2pt::vfio
