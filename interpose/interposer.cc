@@ -1,0 +1,432 @@
+#include "interpose/interposer.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "interpose/ioctl_names.h"
+#include "interpose/report.h"
+#include "platform/device_tree.h"
+#include "platform/machine.h"
+#include "vfio/uapi.h"
+
+namespace nv2pt::interpose {
+
+std::atomic<Interposer*> Interposer::instance_{nullptr};
+std::atomic<bool> Interposer::device_mapped_{false};
+
+FdTable& fd_table() {
+  // Constant-initialised (all slots null), so it exists before any constructor runs.
+  static FdTable table;
+  return table;
+}
+
+namespace {
+
+void say(const std::string& message) {
+  const std::string line = "nv2pt: " + message + "\n";
+  (void)!::write(2, line.data(), line.size());
+}
+
+std::unique_ptr<vfio::Host> create_host(const PreloadOptions& options) {
+  auto tree = options.topology.empty() ? platform::TopologyResult<platform::DeviceTree>(
+                                             platform::DeviceTree::embedded_default())
+                                       : platform::DeviceTree::load(options.topology);
+  if (!tree) {
+    say("error: " + tree.error().message + " (no emulated devices)");
+    return nullptr;
+  }
+  std::string origin = tree->origin();
+  auto machine = platform::Machine::load(std::move(*tree));
+  if (!machine) {
+    say("error: " + origin + ": " + machine.error().message + " (no emulated devices)");
+    return nullptr;
+  }
+  vfio::HostOptions host_options;
+  host_options.hardware.hmi_policy = options.hmi;
+  host_options.runtime_dir = options.runtime_dir;
+  auto host = vfio::Host::create(std::move(*machine), host_options);
+  if (!host) {
+    say(fmt::format("error: cannot create the emulated host: {} (no emulated devices)", errno_name(host.error())));
+    return nullptr;
+  }
+  return std::move(*host);
+}
+
+// The report signal's handler only wakes the reporter thread: writing JSON is not async-signal-safe.
+int report_eventfd = -1;
+void on_report_signal(int) {
+  const uint64_t one = 1;
+  (void)!::write(report_eventfd, &one, sizeof one);
+}
+
+void report_at_exit() {
+  if (Interposer* ip = Interposer::peek()) ip->write_report();
+}
+
+Result<void> check_user_pointer(unsigned long arg) {
+  if (!arg) return fail(kEFAULT);
+  return {};
+}
+
+}  // namespace
+
+Interposer& Interposer::get() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    ModelScope scope;
+    auto options = read_preload_options([](const char* name) -> const char* { return ::getenv(name); });
+    if (!options) {
+      say("error: " + options.error() + "; using defaults");
+      options = read_preload_options([](const char*) -> const char* { return nullptr; });
+    }
+    auto* ip = new Interposer(std::move(*options));
+    instance_.store(ip, std::memory_order_release);
+    ip->start_reporting();
+  });
+  return *instance_.load(std::memory_order_acquire);
+}
+
+Interposer::Interposer(PreloadOptions options)
+    : options_(std::move(options)), host_(create_host(options_)), compat_(options_.qemu72_uaf), log_(options_.log) {
+  if (host_) log_.record(fmt::format("host created: topology {}", options_.topology.empty() ? "embedded default" : options_.topology));
+}
+
+void Interposer::start_reporting() {
+  if (options_.report.empty()) return;
+  std::atexit(report_at_exit);
+  if (options_.report_signal == 0) return;
+  struct sigaction old;
+  if (sigaction(options_.report_signal, nullptr, &old) != 0 || old.sa_handler != SIG_DFL) return;
+  report_eventfd = eventfd(0, EFD_CLOEXEC);
+  if (report_eventfd < 0) return;
+  std::thread([this] {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    for (;;) {
+      uint64_t n;
+      if (::read(report_eventfd, &n, sizeof n) == sizeof n) write_report();
+    }
+  }).detach();
+  struct sigaction sa{};
+  sa.sa_handler = on_report_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(options_.report_signal, &sa, nullptr);
+}
+
+void Interposer::write_report() {
+  if (options_.report.empty()) return;
+  ModelScope scope;
+  std::lock_guard lock(report_mutex_);
+  (void)write_report_file(*this, options_.report);
+}
+
+// --- paths ---
+
+std::optional<Node> Interposer::find_node(const std::string& normalized, Namespace ns) {
+  if (!host_) return std::nullopt;
+  return lookup(*host_, ns, normalized);
+}
+
+std::optional<Result<int>> Interposer::open(const char* path, int flags) {
+  std::optional<std::string> p = normalize_path(path);
+  if (!p) return std::nullopt;
+  const Namespace ns = classify(*p);
+  if (ns == Namespace::kNone) return std::nullopt;
+  std::optional<Node> node = find_node(*p, ns);
+  if (!node) {
+    if (owns_absent(ns)) return Result<int>(fail(kENOENT));
+    return std::nullopt;
+  }
+  Result<int> r = open_node(*node, flags);
+  if (node->kind == NodeKind::kVfioGroup || node->kind == NodeKind::kVfioControl) {
+    log_.record(fmt::format("open {} = {}", node->path, r ? std::to_string(*r) : std::string(errno_name(r.error()))));
+  }
+  return r;
+}
+
+Result<int> Interposer::install(int fd, std::unique_ptr<FdObject> object) {
+  if (fd < 0) return fail(Errno{errno});
+  if (!fd_table().install(fd, std::move(object))) {
+    ::close(fd);
+    return fail(Errno{EMFILE});
+  }
+  return fd;
+}
+
+Result<int> Interposer::open_node(const Node& node, int flags) {
+  const int accmode = flags & O_ACCMODE;
+  const int cloexec = (flags & O_CLOEXEC) ? EFD_CLOEXEC : 0;
+  switch (node.kind) {
+    case NodeKind::kDirectory:
+    case NodeKind::kSymlink:
+      if (node.kind == NodeKind::kSymlink && (flags & O_NOFOLLOW)) return fail(Errno{ELOOP});
+      if (accmode != O_RDONLY) return fail(Errno{EISDIR});
+      return fail(Errno{ENOTSUP});  // nobody lists these directories; see the interposer's README
+    case NodeKind::kFile: {
+      if (accmode != O_RDONLY) return fail(Errno{EACCES});
+      if (flags & O_DIRECTORY) return fail(Errno{ENOTDIR});
+      // A real file with the content, so read/fstat/lseek/close need no wrapping.
+      const int fd = memfd_create("nv2pt-sysfs", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
+      if (fd < 0) return fail(Errno{errno});
+      size_t done = 0;
+      while (done < node.content.size()) {
+        const ssize_t n = ::write(fd, node.content.data() + done, node.content.size() - done);
+        if (n <= 0) {
+          ::close(fd);
+          return fail(kEIO);
+        }
+        done += static_cast<size_t>(n);
+      }
+      ::lseek(fd, 0, SEEK_SET);
+      return install(fd, std::make_unique<FdObject>(FdObject{.kind = FdKind::kFile}));
+    }
+    case NodeKind::kVfioControl: {
+      if (flags & O_DIRECTORY) return fail(Errno{ENOTDIR});
+      auto object = std::make_unique<FdObject>(FdObject{.kind = FdKind::kContainer});
+      object->container = host_->open_container();
+      object->serial = next_serial_++;
+      return install(eventfd(0, cloexec), std::move(object));
+    }
+    case NodeKind::kVfioGroup: {
+      if (flags & O_DIRECTORY) return fail(Errno{ENOTDIR});
+      vfio::Group* group = NV2PT_TRY(host_->open_group(node.group));
+      auto object = std::make_unique<FdObject>(FdObject{.kind = FdKind::kGroup, .group = group});
+      object->serial = static_cast<unsigned>(node.group);
+      Result<int> fd = install(eventfd(0, cloexec), std::move(object));
+      if (!fd) host_->release_group(*group);
+      return fd;
+    }
+  }
+  return fail(kEINVAL);
+}
+
+std::optional<Result<void>> Interposer::stat(const char* path, struct stat& st, bool follow) {
+  std::optional<std::string> p = normalize_path(path);
+  if (!p) return std::nullopt;
+  const Namespace ns = classify(*p);
+  if (ns == Namespace::kNone) return std::nullopt;
+  std::optional<Node> node = find_node(*p, ns);
+  if (!node) {
+    if (owns_absent(ns)) return Result<void>(fail(kENOENT));
+    return std::nullopt;
+  }
+  fill_stat(*node, st, follow);
+  return Result<void>();
+}
+
+std::optional<Result<std::string>> Interposer::readlink(const char* path) {
+  std::optional<std::string> p = normalize_path(path);
+  if (!p) return std::nullopt;
+  const Namespace ns = classify(*p);
+  if (ns == Namespace::kNone) return std::nullopt;
+  std::optional<Node> node = find_node(*p, ns);
+  if (!node) {
+    if (owns_absent(ns)) return Result<std::string>(fail(kENOENT));
+    return std::nullopt;
+  }
+  if (node->kind != NodeKind::kSymlink) return Result<std::string>(fail(kEINVAL));
+  return Result<std::string>(node->link);
+}
+
+std::optional<Result<std::string>> Interposer::realpath(const char* path) {
+  std::optional<std::string> p = normalize_path(path);
+  if (!p) return std::nullopt;
+  const Namespace ns = classify(*p);
+  if (ns == Namespace::kNone) return std::nullopt;
+  std::optional<Node> node = find_node(*p, ns);
+  if (!node) {
+    if (owns_absent(ns)) return Result<std::string>(fail(kENOENT));
+    return std::nullopt;
+  }
+  return Result<std::string>(node->kind == NodeKind::kSymlink ? node->target : node->path);
+}
+
+// --- fds ---
+
+std::string Interposer::describe(const FdObject& o) const {
+  switch (o.kind) {
+    case FdKind::kContainer: return fmt::format("container#{}", o.serial);
+    case FdKind::kGroup: return fmt::format("group#{}", o.serial);
+    case FdKind::kDevice: return fmt::format("device {}", o.device->name());
+    case FdKind::kFile: return "file";
+  }
+  return "?";
+}
+
+void Interposer::close(int fd) {
+  FdObject* o = fd_table().remove(fd);
+  if (!o) return;
+  switch (o->kind) {
+    case FdKind::kContainer:
+      log_.record(fmt::format("close {}", describe(*o)));
+      o->container.reset();  // the groups attached to it keep it alive, as the kernel's container does
+      break;
+    case FdKind::kGroup:
+      log_.record(fmt::format("close {}", describe(*o)));
+      host_->release_group(*o->group);
+      break;
+    case FdKind::kDevice:
+      log_.record(fmt::format("close {}", describe(*o)));
+      o->group->device_released(*o->device);
+      break;
+    case FdKind::kFile:
+      break;
+  }
+}
+
+Result<long> Interposer::ioctl(int fd, FdObject& object, unsigned long cmd, unsigned long arg) {
+  Result<long> r = fail(kENOTTY);
+  switch (object.kind) {
+    case FdKind::kContainer: r = container_ioctl(object, cmd, arg); break;
+    case FdKind::kGroup: r = group_ioctl(object, cmd, arg); break;
+    case FdKind::kDevice: r = device_ioctl(object, cmd, arg); break;
+    case FdKind::kFile: r = fail(kENOTTY); break;
+  }
+  if (log_.enabled()) {
+    log_.record(fmt::format("{} fd={} {} = {}", describe(object), fd, describe_ioctl(object.kind, cmd, arg, r),
+                            r ? std::to_string(*r) : std::string(errno_name(r.error()))));
+  }
+  return r;
+}
+
+Result<long> Interposer::container_ioctl(FdObject& object, unsigned long cmd, unsigned long arg) {
+  vfio::Container& c = *object.container;
+  switch (cmd) {
+    case VFIO_GET_API_VERSION: return vfio::Container::api_version();
+    case VFIO_CHECK_EXTENSION: return c.check_extension(arg);
+    case VFIO_SET_IOMMU: NV2PT_TRY(c.set_iommu(arg)); return 0;
+    default: return c.ioctl(mm::AddressSpace::current(), cmd, arg);
+  }
+}
+
+Result<long> Interposer::group_ioctl(FdObject& object, unsigned long cmd, unsigned long arg) {
+  vfio::Group& g = *object.group;
+  switch (cmd) {
+    case VFIO_GROUP_GET_STATUS: {
+      NV2PT_TRY(check_user_pointer(arg));
+      auto* status = reinterpret_cast<vfio_group_status*>(arg);
+      NV2PT_TRY(g.get_status(*status));
+      return 0;
+    }
+    case VFIO_GROUP_SET_CONTAINER: {
+      NV2PT_TRY(check_user_pointer(arg));
+      const int container_fd = *reinterpret_cast<const int*>(arg);
+      FdObject* c = fd_table().find(container_fd);
+      if (!c) {
+        // Any real fd that is no container is EINVAL in the kernel; a closed one is EBADF.
+        return fail(fcntl(container_fd, F_GETFD) < 0 ? kEBADF : kEINVAL);
+      }
+      if (c->kind != FdKind::kContainer) return fail(kEINVAL);
+      NV2PT_TRY(g.set_container(c->container));
+      return 0;
+    }
+    case VFIO_GROUP_UNSET_CONTAINER: NV2PT_TRY(g.unset_container()); return 0;
+    case VFIO_GROUP_GET_DEVICE_FD: {
+      NV2PT_TRY(check_user_pointer(arg));
+      const char* name = reinterpret_cast<const char*>(arg);
+      vfio::PciDevice* device = NV2PT_TRY(g.get_device(mm::AddressSpace::current(), std::string_view(name, strnlen(name, 64))));
+      auto o = std::make_unique<FdObject>(FdObject{.kind = FdKind::kDevice, .group = &g, .device = device});
+      Result<int> fd = install(memfd_create("vfio-device", MFD_CLOEXEC), std::move(o));
+      if (!fd) {
+        g.device_released(*device);
+        return fail(fd.error());
+      }
+      return *fd;
+    }
+    default: return fail(kENOTTY);
+  }
+}
+
+Result<long> Interposer::device_ioctl(FdObject& object, unsigned long cmd, unsigned long arg) {
+  vfio::PciDevice& d = *object.device;
+  if (cmd == VFIO_DEVICE_PCI_HOT_RESET) {
+    NV2PT_TRY(hot_reset(object, arg));
+    return 0;
+  }
+  const long r = NV2PT_TRY(d.ioctl(mm::AddressSpace::current(), cmd, arg));
+  if (cmd == VFIO_DEVICE_GET_REGION_INFO) {
+    // The compat switch needs the exact buffers that now hold an NVLink2 capability chain (SSATGT present).
+    const auto* info = reinterpret_cast<const vfio_region_info*>(arg);
+    if (info->index >= VFIO_PCI_NUM_REGIONS && (info->flags & VFIO_REGION_INFO_FLAG_CAPS) && info->cap_offset) {
+      const auto* base = reinterpret_cast<const uint8_t*>(info);
+      for (uint32_t off = info->cap_offset, hops = 0; off && off + sizeof(vfio_info_cap_header) <= info->argsz && hops < 16;
+           ++hops) {
+        const auto* h = reinterpret_cast<const vfio_info_cap_header*>(base + off);
+        if (h->id == VFIO_REGION_INFO_CAP_NVLINK2_SSATGT) {
+          compat_.note_nvlink2_region_info(const_cast<vfio_region_info*>(info));
+          break;
+        }
+        off = h->next;
+      }
+    }
+  }
+  return r;
+}
+
+Result<void> Interposer::hot_reset(FdObject& object, unsigned long arg) {
+  NV2PT_TRY(check_user_pointer(arg));
+  const auto* request = reinterpret_cast<const vfio_pci_hot_reset*>(arg);
+  const size_t minsz = offsetofend(vfio_pci_hot_reset, count);
+  if (request->argsz < minsz || request->flags) return fail(kEINVAL);
+  if (request->count == 0 || (request->argsz - minsz) / sizeof(int32_t) < request->count) return fail(kEINVAL);
+  std::vector<vfio::Group*> groups;
+  for (uint32_t i = 0; i < request->count; ++i) {
+    const int gfd = request->group_fds[i];
+    FdObject* g = fd_table().find(gfd);
+    if (!g) return fail(fcntl(gfd, F_GETFD) < 0 ? kEBADF : kEINVAL);
+    if (g->kind != FdKind::kGroup) return fail(kEINVAL);
+    groups.push_back(g->group);
+  }
+  return object.device->hot_reset(*request, groups);
+}
+
+Result<size_t> Interposer::pread(FdObject& object, void* buf, size_t count, off_t offset) {
+  if (object.kind != FdKind::kDevice) return fail(kEINVAL);
+  return object.device->read({static_cast<std::byte*>(buf), count}, static_cast<uint64_t>(offset));
+}
+
+Result<size_t> Interposer::pwrite(FdObject& object, const void* buf, size_t count, off_t offset) {
+  if (object.kind != FdKind::kDevice) return fail(kEINVAL);
+  return object.device->write({static_cast<const std::byte*>(buf), count}, static_cast<uint64_t>(offset));
+}
+
+Result<void*> Interposer::mmap(FdObject& object, void* addr, size_t length, int prot, int flags, off_t offset) {
+  if (object.kind != FdKind::kDevice) return fail(kENODEV);
+  Result<void*> r = object.device->mmap(mm::AddressSpace::current(), addr, length, prot, flags,
+                                        static_cast<uint64_t>(offset));
+  if (log_.enabled()) {
+    log_.record(fmt::format("{} mmap length={:#x} offset={:#x} = {}", describe(object), length,
+                            static_cast<uint64_t>(offset),
+                            r ? fmt::format("{}", *r) : std::string(errno_name(r.error()))));
+  }
+  if (r) {
+    std::lock_guard lock(devices_mutex_);
+    if (std::find(mapping_devices_.begin(), mapping_devices_.end(), object.device) == mapping_devices_.end())
+      mapping_devices_.push_back(object.device);
+    device_mapped_.store(true, std::memory_order_relaxed);
+  }
+  return r;
+}
+
+void Interposer::munmap(void* addr, size_t length) {
+  std::lock_guard lock(devices_mutex_);
+  for (vfio::PciDevice* d : mapping_devices_) {
+    if (!d->owns_mapping(addr, length)) continue;
+    log_.record(fmt::format("device {} munmap {} length={:#x}", d->name(), addr, length));
+    d->munmap(addr, length);
+  }
+}
+
+}  // namespace nv2pt::interpose

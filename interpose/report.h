@@ -1,0 +1,32 @@
+// The JSON report of the emulated host's state (NV2PT_REPORT): what a client opened and what it left behind.
+// Written at exit and on the report signal; `nv2pt run` prints a summary of it.
+//
+//   devices            every device fd open now or opened before: address, group, open count, extra regions
+//   groups             id, open, viable, container
+//   containers         IOMMU type, groups, windows (slot, start, page size, levels, window size, allocated and
+//                      charged), TCEs mapped per window (count, and the first ones: ioba, hpa, ua, pinned hpa)
+//   registered_memory  regions of this process: ua, size, device or pinned, used, mapped
+//   locked_memory      pages charged to RLIMIT_MEMLOCK; pinned pages
+//   hmis               time, GPU, address, cause
+//   links              state per NVLink bridge
+//   compat             the switch: setting, decision, buffers kept
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+#include "base/errno.h"
+
+namespace nv2pt::interpose {
+
+class Interposer;
+
+// TCEs listed per window (the count is always complete).
+inline constexpr size_t kReportTceLimit = 256;
+
+nlohmann::json build_report(Interposer& interposer);
+// Writes the report to `path` through a temporary file and a rename, so a reader never sees half a report.
+Result<void> write_report_file(Interposer& interposer, const std::string& path);
+
+}  // namespace nv2pt::interpose
