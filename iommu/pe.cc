@@ -2,7 +2,7 @@
 
 namespace nv2pt::iommu {
 
-Result<void> Pe::set_window(unsigned num, const TceTable* table) {
+Result<void> Pe::set_window(unsigned num, TceTable* table) {
   if (num >= kMaxWindows || !table) return fail(kEINVAL);
   std::lock_guard lock(mutex_);
   if (fail_next_set_window_) {
@@ -21,7 +21,7 @@ void Pe::unset_window(unsigned num) {
   windows_[num] = nullptr;
 }
 
-const TceTable* Pe::window(unsigned num) const {
+TceTable* Pe::window(unsigned num) const {
   if (num >= kMaxWindows) return nullptr;
   std::lock_guard lock(mutex_);
   return windows_[num];

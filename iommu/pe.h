@@ -29,10 +29,10 @@ class Pe {
 
   // Programs window `num` with `table` (OPAL set_window). EIO if the firmware call fails (an injected failure:
   // the kernel returned OPAL's code unchanged, Q23; the model maps it to EIO).
-  Result<void> set_window(unsigned num, const TceTable* table);
+  Result<void> set_window(unsigned num, TceTable* table);
   void unset_window(unsigned num);
   // The table programmed in window `num`, nullptr if none.
-  const TceTable* window(unsigned num) const;
+  TceTable* window(unsigned num) const;
   // Number of windows programmed.
   unsigned window_count() const;
 
@@ -53,7 +53,7 @@ class Pe {
   Kind kind_;
   mutable std::mutex mutex_;
   // Which window number each TVE holds and its table.
-  std::array<const TceTable*, kMaxWindows> windows_{};
+  std::array<TceTable*, kMaxWindows> windows_{};
   bool bypass_ = true;
   bool fail_next_set_window_ = false;
 };

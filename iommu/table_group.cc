@@ -33,7 +33,7 @@ Result<std::unique_ptr<TceTable>> TableGroup::create_table(unsigned num, unsigne
   return TceTable::create(geometry, bus_start, {.userspace_cache = true, .max_alloc_bytes = max_alloc_bytes});
 }
 
-Result<void> TableGroup::set_window(unsigned num, const TceTable* table) {
+Result<void> TableGroup::set_window(unsigned num, TceTable* table) {
   for (size_t i = 0; i < members_.size(); ++i) {
     if (auto r = members_[i]->set_window(num, table); !r) {
       for (size_t j = 0; j < i; ++j) members_[j]->unset_window(num);

@@ -53,7 +53,9 @@ class TableGroup {
   Result<std::unique_ptr<TceTable>> create_table(unsigned num, unsigned page_shift, uint64_t window_size,
                                                  unsigned levels, uint64_t max_alloc_bytes) const;
   // Programs window `num` into every member, in order; on failure unsets the members already programmed.
-  Result<void> set_window(unsigned num, const TceTable* table);
+  Result<void> set_window(unsigned num, TceTable* table);
+  // The table programmed in window `num` (as the first member PE holds it), nullptr if none: what KVM attaches to.
+  TceTable* table(unsigned num) const { return members_.empty() ? nullptr : members_.front()->window(num); }
   void unset_window(unsigned num);
 
   // VFIO takes the group from the host: bypass off, host default window (#0) dropped.

@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <new>
 
+#include "base/fault_injection.h"
+
 namespace nv2pt::iommu {
 namespace {
 
@@ -19,6 +21,7 @@ Result<std::unique_ptr<TceTable>> TceTable::create(const TableGeometry& geometry
                                                    Options options) {
   if (bus_start & ((1ull << geometry.page_shift) - 1)) return fail(kEINVAL);
   NV2PT_TRY(check_allocatable(geometry, options.max_alloc_bytes));
+  if (should_fail_allocation()) return fail(kENOMEM);
   std::unique_ptr<TceTable> table(new (std::nothrow) TceTable(geometry, bus_start, options));
   if (!table) return fail(kENOMEM);
   table->hw_.top = table->allocate_block();
@@ -38,7 +41,7 @@ TceTable::~TceTable() {
 std::atomic<uint64_t>* TceTable::allocate_block() {
   const uint64_t bytes = geometry_.block_bytes();
   // Every block, top or lower, obeys the largest-allocation limit of the kernel's page allocator.
-  if (bytes > options_.max_alloc_bytes) return nullptr;
+  if (bytes > options_.max_alloc_bytes || should_fail_allocation()) return nullptr;
   void* p = std::calloc(1, bytes);
   if (!p) return nullptr;
   allocated_bytes_.fetch_add(bytes, std::memory_order_relaxed);
