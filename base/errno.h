@@ -28,6 +28,7 @@ inline constexpr Errno kENOTTY{ENOTTY};
 inline constexpr Errno kENXIO{ENXIO};
 inline constexpr Errno kE2BIG{E2BIG};
 inline constexpr Errno kEAGAIN{EAGAIN};
+inline constexpr Errno kEEXIST{EEXIST};
 
 template <class T>
 using Result = std::expected<T, Errno>;

@@ -1,0 +1,261 @@
+#include "kvm/vm.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/checked.h"
+#include "base/host_page.h"
+#include "iommu/tce.h"
+
+namespace nv2pt::kvm {
+namespace {
+
+using iommu::DmaDirection;
+
+constexpr uint64_t kMaxIndirect = 512;  // a 4 KiB list holds 512 TCEs
+
+uint64_t tce_gpa(uint64_t tce) { return tce & ~iommu::kTcePermMask; }
+
+}  // namespace
+
+Vm::~Vm() {
+  std::lock_guard lock(mutex_);
+  tables_.clear();
+}
+
+Result<void> Vm::set_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, uint64_t ua) {
+  std::lock_guard lock(mutex_);
+  if (size == 0) {
+    slots_.erase(slot);
+    return {};
+  }
+  if (!is_aligned(gpa, kHostPageSize) || !is_aligned(size, kHostPageSize) || !checked_add(gpa, size) ||
+      !checked_add(ua, size))
+    return fail(kEINVAL);
+  for (const auto& [id, s] : slots_) {
+    if (id != slot && ranges_overlap(s.gpa, s.size, gpa, size)) return fail(kEEXIST);
+  }
+  slots_[slot] = {gpa, size, ua};
+  return {};
+}
+
+std::optional<uint64_t> Vm::gpa_to_ua(uint64_t gpa) const {
+  std::lock_guard lock(mutex_);
+  for (const auto& [id, s] : slots_) {
+    if (gpa >= s.gpa && gpa - s.gpa < s.size) return s.ua + (gpa - s.gpa);
+  }
+  return std::nullopt;
+}
+
+Result<GuestTceTable*> Vm::create_tce_table(const CreateSpaprTce64& args) {
+  std::lock_guard lock(mutex_);
+  auto table = NV2PT_TRY(GuestTceTable::create(mm_, args));
+  // The kernel checks the LIOBN after charging and allocating, then undoes both.
+  if (tables_.count(args.liobn)) return fail(kEBUSY);
+  GuestTceTable* raw = table.get();
+  tables_[args.liobn] = std::move(table);
+  return raw;
+}
+
+void Vm::release_tce_table(uint64_t liobn) {
+  std::lock_guard lock(mutex_);
+  tables_.erase(liobn);
+}
+
+GuestTceTable* Vm::tce_table(uint64_t liobn) const {
+  std::lock_guard lock(mutex_);
+  auto it = tables_.find(liobn);
+  return it == tables_.end() ? nullptr : it->second.get();
+}
+
+Result<void> Vm::vfio_group_add(vfio::Group& group) {
+  std::lock_guard lock(mutex_);
+  if (std::find(groups_.begin(), groups_.end(), &group) != groups_.end()) return fail(kEEXIST);
+  groups_.push_back(&group);
+  return {};
+}
+
+Result<void> Vm::vfio_group_del(vfio::Group& group) {
+  std::lock_guard lock(mutex_);
+  auto it = std::find(groups_.begin(), groups_.end(), &group);
+  if (it == groups_.end()) return fail(kENOENT);
+  groups_.erase(it);
+  for (auto& [liobn, t] : tables_) t->detach_group(group.id());
+  return {};
+}
+
+bool Vm::has_group(const vfio::Group& group) const {
+  std::lock_guard lock(mutex_);
+  return std::find(groups_.begin(), groups_.end(), &group) != groups_.end();
+}
+
+Result<void> Vm::vfio_set_spapr_tce(vfio::Group& group, uint64_t liobn) {
+  if (!has_group(group)) return fail(kENOENT);
+  GuestTceTable* stt = tce_table(liobn);
+  if (!stt) return fail(kEINVAL);  // not a TCE table fd of this VM
+  iommu::TableGroup* table_group = group.table_group();
+  if (!table_group) return fail(kEFAULT);
+  for (unsigned num = 0; num < iommu::kMaxWindows; ++num) {
+    iommu::TceTable* t = table_group->table(num);
+    if (!t) continue;
+    const uint64_t guest_start = stt->offset() << stt->page_shift();
+    const uint64_t guest_bytes = stt->size() << stt->page_shift();
+    if (t->page_shift() <= stt->page_shift() && t->bus_start() == guest_start &&
+        t->bus_end() - t->bus_start() >= guest_bytes) {
+      stt->attach(t, group.id());
+      return {};
+    }
+  }
+  return fail(kEINVAL);
+}
+
+// --- hypercalls ---
+
+long Vm::check_ioba(const GuestTceTable& stt, uint64_t ioba, uint64_t npages) const {
+  const uint64_t page = 1ull << stt.page_shift();
+  if (ioba & (page - 1)) return kHParameter;
+  const uint64_t first = ioba >> stt.page_shift();
+  if (first < stt.offset() || npages > stt.size() || first - stt.offset() > stt.size() - npages) return kHParameter;
+  return kHSuccess;
+}
+
+long Vm::validate(const GuestTceTable& stt, uint64_t tce, const mm::Registry::ReadGuard& guard) const {
+  if (iommu::tce_direction(tce) == DmaDirection::kNone) return kHSuccess;  // clearing or poisoning: always fine
+  const uint64_t gpa = tce_gpa(tce);
+  if (gpa & ((1ull << stt.page_shift()) - 1)) return kHTooHard;
+  auto ua = gpa_to_ua(gpa);
+  if (!ua) return kHTooHard;
+  for (const GuestTceTable::Attached& a : stt.attached()) {
+    mm::RegisteredRegion* region = guard.lookup(*ua, a.table->page_size());
+    if (!region || !region->ua_to_hpa(*ua, a.table->page_shift())) return kHTooHard;
+  }
+  return kHSuccess;
+}
+
+long Vm::map_host_entry(iommu::TceTable& table, uint64_t index, uint64_t ua, DmaDirection dir,
+                        const mm::Registry::ReadGuard& guard) {
+  iommu::TceTable::Leaf cache = table.cache_leaf(index, true);
+  if (!cache.entries) return kHTooHard;
+  mm::RegisteredRegion* region = guard.lookup(ua, table.page_size());
+  if (!region) return kHTooHard;
+  auto hpa = region->ua_to_hpa(ua, table.page_shift());
+  if (!hpa) return kHTooHard;
+  if (!region->mapped_inc()) return kHTooHard;
+  auto old = table.exchange(index, *hpa & ~(table.page_size() - 1), dir);
+  if (!old) {
+    region->mapped_dec();
+    return kHTooHard;
+  }
+  const uint64_t old_ua = iommu::from_be(cache.entries->exchange(iommu::to_be(ua)));
+  if (old->direction != DmaDirection::kNone && old_ua) {
+    if (mm::RegisteredRegion* prev = guard.lookup(old_ua, table.page_size())) {
+      if (iommu::device_may_write(old->direction)) prev->mark_dirty(old_ua);
+      prev->mapped_dec();
+    }
+  }
+  return kHSuccess;
+}
+
+long Vm::unmap_host_entry(iommu::TceTable& table, uint64_t index, const mm::Registry::ReadGuard& guard) {
+  auto old = table.exchange(index, 0, DmaDirection::kNone);
+  if (!old || old->direction == DmaDirection::kNone) return kHSuccess;
+  iommu::TceTable::Leaf cache = table.cache_leaf(index, false);
+  if (!cache.entries) return kHSuccess;
+  const uint64_t ua = iommu::from_be(cache.entries->exchange(0));
+  mm::RegisteredRegion* region = ua ? guard.lookup(ua, table.page_size()) : nullptr;
+  if (!region) return kHTooHard;
+  if (iommu::device_may_write(old->direction)) region->mark_dirty(ua);
+  region->mapped_dec();
+  return kHSuccess;
+}
+
+long Vm::mirror(const GuestTceTable& stt, iommu::TceTable& table, uint64_t entry, uint64_t tce,
+                const mm::Registry::ReadGuard& guard) {
+  const unsigned shift = stt.page_shift() - table.page_shift();
+  const uint64_t subpages = 1ull << shift;
+  // Host entries are indexed from the hardware window's start; the guest's entry from the guest window's.
+  const uint64_t first = ((stt.offset() + entry) << shift) - (table.bus_start() >> table.page_shift());
+  const DmaDirection dir = iommu::tce_direction(tce);
+  if (dir == DmaDirection::kNone) {
+    for (uint64_t i = 0; i < subpages; ++i) {
+      if (long rc = unmap_host_entry(table, first + i, guard); rc != kHSuccess) return rc;
+    }
+    return kHSuccess;
+  }
+  const uint64_t ua = *gpa_to_ua(tce_gpa(tce));
+  for (uint64_t i = 0; i < subpages; ++i) {
+    if (long rc = map_host_entry(table, first + i, ua + (i << table.page_shift()), dir, guard); rc != kHSuccess) {
+      for (uint64_t j = 0; j < subpages; ++j) (void)unmap_host_entry(table, first + j, guard);
+      return rc;
+    }
+  }
+  return kHSuccess;
+}
+
+long Vm::h_put_tce(uint64_t liobn, uint64_t ioba, uint64_t tce) {
+  GuestTceTable* stt = tce_table(liobn);
+  if (!stt) return kHTooHard;
+  if (long rc = check_ioba(*stt, ioba, 1); rc != kHSuccess) return rc;
+  const auto guard = mm_.registry().read();
+  if (long rc = validate(*stt, tce, guard); rc != kHSuccess) return rc;
+  const uint64_t entry = (ioba >> stt->page_shift()) - stt->offset();
+  for (const GuestTceTable::Attached& a : stt->attached()) {
+    if (long rc = mirror(*stt, *a.table, entry, tce, guard); rc != kHSuccess) return rc;
+  }
+  if (!stt->set(entry, tce)) return kHHardware;
+  return kHSuccess;
+}
+
+long Vm::h_put_tce_indirect(uint64_t liobn, uint64_t ioba, uint64_t tce_list_gpa, uint64_t npages) {
+  GuestTceTable* stt = tce_table(liobn);
+  if (!stt) return kHTooHard;
+  if (npages > kMaxIndirect) return kHParameter;
+  if (tce_list_gpa & 0xfff) return kHParameter;
+  if (long rc = check_ioba(*stt, ioba, npages); rc != kHSuccess) return rc;
+  auto list_ua = gpa_to_ua(tce_list_gpa);
+  if (!list_ua) return kHTooHard;
+  std::vector<uint64_t> tces(npages);
+  std::memcpy(tces.data(), reinterpret_cast<const void*>(*list_ua), npages * 8);
+  for (uint64_t& t : tces) t = iommu::from_be(t);
+  const auto guard = mm_.registry().read();
+  // Every TCE is validated before any is applied: one bad entry changes nothing.
+  for (uint64_t t : tces) {
+    if (long rc = validate(*stt, t, guard); rc != kHSuccess) return rc;
+  }
+  const uint64_t entry = (ioba >> stt->page_shift()) - stt->offset();
+  for (uint64_t i = 0; i < npages; ++i) {
+    // An entry without permissions unmaps (the kernel sent it down the map path: Q20).
+    for (const GuestTceTable::Attached& a : stt->attached()) {
+      if (long rc = mirror(*stt, *a.table, entry + i, tces[i], guard); rc != kHSuccess) return rc;
+    }
+    if (!stt->set(entry + i, tces[i])) return kHHardware;
+  }
+  return kHSuccess;
+}
+
+long Vm::h_stuff_tce(uint64_t liobn, uint64_t ioba, uint64_t tce_value, uint64_t npages) {
+  GuestTceTable* stt = tce_table(liobn);
+  if (!stt) return kHTooHard;
+  if (long rc = check_ioba(*stt, ioba, npages); rc != kHSuccess) return rc;
+  if (tce_value & iommu::kTcePermMask) return kHParameter;  // only clearing or poisoning
+  const auto guard = mm_.registry().read();
+  const uint64_t entry = (ioba >> stt->page_shift()) - stt->offset();
+  for (const GuestTceTable::Attached& a : stt->attached()) {
+    for (uint64_t i = 0; i < npages; ++i) {
+      if (long rc = mirror(*stt, *a.table, entry + i, 0, guard); rc == kHTooHard) return rc;
+    }
+  }
+  for (uint64_t i = 0; i < npages; ++i) {
+    if (!stt->set(entry + i, tce_value)) return kHHardware;
+  }
+  return kHSuccess;
+}
+
+std::pair<long, uint64_t> Vm::h_get_tce(uint64_t liobn, uint64_t ioba) const {
+  GuestTceTable* stt = tce_table(liobn);
+  if (!stt) return {kHTooHard, 0};
+  if (long rc = check_ioba(*stt, ioba, 1); rc != kHSuccess) return {rc, 0};
+  return {kHSuccess, stt->get((ioba >> stt->page_shift()) - stt->offset())};
+}
+
+}  // namespace nv2pt::kvm

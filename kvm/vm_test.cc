@@ -1,0 +1,232 @@
+// kernel-behaviour §7 KVM scenarios (70-78) and the KVM races (81, 83): guest TCE tables, attaching VFIO groups,
+// and the TCE hypercalls with 16 MiB guest pages backed by 64 KiB host TCEs.
+#include "kvm/vm.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "kvm/stt_accounting.h"
+#include "vfio/test_host.h"
+
+namespace nv2pt::kvm {
+namespace {
+
+using namespace vfio::testing;
+
+constexpr uint64_t kWindow1 = 1ull << 59;
+constexpr uint64_t kLiobn = 0x80000001;
+constexpr uint64_t kGpuHpa = 0x400000000000ull;
+
+class KvmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(container.attach_group(g4.group));
+    ASSERT_TRUE(container.set_iommu(VFIO_SPAPR_TCE_v2_IOMMU));
+    vfio_iommu_spapr_register_memory reg{sizeof(reg), 0, ram.ua(), ram.size()};
+    ASSERT_TRUE(iommu().register_memory(as, reg));
+    vfio_iommu_spapr_tce_remove rm{sizeof(rm), 0, 0};
+    ASSERT_TRUE(iommu().remove_window(as, rm));
+    vfio_iommu_spapr_tce_create cr{sizeof(cr), 0, 12, 0, 1 * GiB, 2, 0, 0};
+    ASSERT_TRUE(iommu().create_window(as, cr));
+    cr.page_shift = 16;
+    cr.window_size = 1ull << 40;
+    ASSERT_TRUE(iommu().create_window(as, cr));
+    ASSERT_EQ(cr.start_addr, kWindow1);
+    ASSERT_TRUE(vm.set_memory_region(0, 0, ram.size(), ram.ua()));
+  }
+  void TearDown() override { check(); }
+  void check() {
+    uint64_t stt_pages = 0;
+    for (uint64_t liobn : {kLiobn, kLiobn + 1}) {
+      if (GuestTceTable* t = vm.tce_table(liobn)) stt_pages += t->charged_pages();
+    }
+    vfio::InvariantReport r = vfio::check_invariants(as, {&iommu()}, stt_pages);
+    EXPECT_TRUE(r.ok()) << r.to_string();
+  }
+  vfio::SpaprTceIommu& iommu() { return *container.iommu(); }
+  const iommu::TceTable& host_table() { return *g4.table_group.table(1); }
+  // A guest table of 16 MiB pages over the 64-bit window, attached to group 4.
+  GuestTceTable* attach_16m() {
+    auto t = vm.create_tce_table({kLiobn, 24, 0, kWindow1 >> 24, (1ull << 40) >> 24});
+    EXPECT_TRUE(t);
+    EXPECT_TRUE(vm.vfio_group_add(g4.group));
+    EXPECT_TRUE(vm.vfio_set_spapr_tce(g4.group, kLiobn));
+    return t ? *t : nullptr;
+  }
+  uint64_t host_index(uint64_t ioba) { return (ioba - kWindow1) >> 16; }
+
+  mm::AddressSpace as{process_options(1)};
+  NvlinkGroup g4{4};
+  ClientMemory ram{64 * MiB, PROT_READ | PROT_WRITE, 16 * MiB};
+  vfio::Container container;
+  Vm vm{as, 1};
+};
+
+TEST_F(KvmTest, Scenario70_CreateTceTableChecks) {
+  EXPECT_EQ(vm.create_tce_table({kLiobn, 16, 1, 0, 16}).error(), kEINVAL);
+  EXPECT_EQ(vm.create_tce_table({kLiobn, 16, 0, 0, 0}).error(), kEINVAL);
+  EXPECT_EQ(vm.create_tce_table({kLiobn, 11, 0, 0, 16}).error(), kEINVAL);
+  EXPECT_EQ(vm.create_tce_table({kLiobn, 35, 0, 0, 16}).error(), kEINVAL);
+  EXPECT_EQ(vm.create_tce_table({kLiobn, 16, 0, ~0ull >> 16, 16}).error(), kEINVAL);
+  const uint64_t before = as.locked_memory().locked_pages();
+  auto t = vm.create_tce_table({kLiobn, 16, 0, kWindow1 >> 16, (1ull << 40) >> 16});
+  ASSERT_TRUE(t);
+  EXPECT_EQ(as.locked_memory().locked_pages() - before, stt_charged_pages((1ull << 40) >> 16));
+  EXPECT_EQ(vm.create_tce_table({kLiobn, 16, 0, 0, 16}).error(), kEBUSY);
+  as.locked_memory().set_policy(mm::MemlockPolicy::fixed(1 * MiB, false));
+  EXPECT_EQ(vm.create_tce_table({kLiobn + 1, 12, 0, 0, 1ull << 30}).error(), kENOMEM);
+  as.locked_memory().set_policy(mm::MemlockPolicy::fixed(64 * GiB, false));
+}
+
+TEST_F(KvmTest, Scenario71_SetSpaprTceChecks) {
+  ASSERT_TRUE(vm.create_tce_table({kLiobn, 24, 0, kWindow1 >> 24, (1ull << 40) >> 24}));
+  EXPECT_EQ(vm.vfio_set_spapr_tce(g4.group, kLiobn).error(), kENOENT);  // group not added
+  ASSERT_TRUE(vm.vfio_group_add(g4.group));
+  EXPECT_EQ(vm.vfio_set_spapr_tce(g4.group, 0x1234).error(), kEINVAL);  // not a table of this VM
+  ASSERT_TRUE(vm.create_tce_table({kLiobn + 1, 12, 0, kWindow1 >> 12, 16}));  // 4K guest page < 64K host page
+  EXPECT_EQ(vm.vfio_set_spapr_tce(g4.group, kLiobn + 1).error(), kEINVAL);
+  vm.release_tce_table(kLiobn + 1);
+  ASSERT_TRUE(vm.create_tce_table({kLiobn + 1, 24, 0, (kWindow1 >> 24) + 1, 16}));  // starts differ
+  EXPECT_EQ(vm.vfio_set_spapr_tce(g4.group, kLiobn + 1).error(), kEINVAL);
+  vm.release_tce_table(kLiobn + 1);
+  ASSERT_TRUE(vm.create_tce_table({kLiobn + 1, 24, 0, kWindow1 >> 24, (1ull << 41) >> 24}));  // guest window larger
+  EXPECT_EQ(vm.vfio_set_spapr_tce(g4.group, kLiobn + 1).error(), kEINVAL);
+  vm.release_tce_table(kLiobn + 1);
+  EXPECT_TRUE(vm.vfio_set_spapr_tce(g4.group, kLiobn));
+  EXPECT_TRUE(vm.vfio_set_spapr_tce(g4.group, kLiobn));  // again: one more reference
+  EXPECT_EQ(vm.tce_table(kLiobn)->attached().front().refs, 2);
+}
+
+TEST_F(KvmTest, Scenario72_SixteenMegGuestPageIs256HostTces) {
+  GuestTceTable* stt = attach_16m();
+  const uint64_t tce = 16 * MiB | 3;  // guest RAM at 16 MiB, R|W
+  ASSERT_EQ(vm.h_put_tce(kLiobn, kWindow1 + 16 * MiB, tce), kHSuccess);
+  const uint64_t first = host_index(kWindow1 + 16 * MiB);
+  for (uint64_t i = 0; i < 256; ++i) {
+    ASSERT_EQ(host_table().get(first + i) & ~3ull, *as.pinner().ua_to_hpa(ram.ua() + 16 * MiB + i * 64 * KiB));
+    ASSERT_EQ(host_table().cached_ua(first + i), ram.ua() + 16 * MiB + i * 64 * KiB);
+  }
+  EXPECT_EQ(host_table().get(first + 256), 0u);
+  EXPECT_EQ(iommu().registrations().front()->mapped(), 1u + 256u);
+  EXPECT_EQ(stt->get(1), tce);
+}
+
+TEST_F(KvmTest, Scenario73_PutTceErrors) {
+  attach_16m();
+  EXPECT_EQ(vm.h_put_tce(0x42, kWindow1, 3), kHTooHard);  // unknown LIOBN: QEMU's emulated devices
+  EXPECT_EQ(vm.h_put_tce(kLiobn, kWindow1 + 64 * KiB, 3), kHParameter);
+  EXPECT_EQ(vm.h_put_tce(kLiobn, 0, 3), kHParameter);
+  EXPECT_EQ(vm.h_put_tce(kLiobn, kWindow1, (256 * MiB) | 3), kHTooHard);  // no memslot
+  ASSERT_TRUE(vm.set_memory_region(1, 256 * MiB, 16 * MiB, ram.ua() + 32 * MiB + 64 * MiB));
+  EXPECT_EQ(vm.h_put_tce(kLiobn, kWindow1, (256 * MiB) | 3), kHTooHard);  // memslot, but not registered memory
+  EXPECT_EQ(host_table().get(0), 0u);
+}
+
+TEST_F(KvmTest, Scenario74_FailureOnSubpage100ClearsTheWholeEntry) {  // Q27 fixed: nothing leaks
+  ClientMemory part(32 * MiB, PROT_READ | PROT_WRITE, 16 * MiB);
+  vfio_iommu_spapr_register_memory reg{sizeof(reg), 0, part.ua(), 100 * 64 * KiB};
+  ASSERT_TRUE(iommu().register_memory(as, reg));
+  ASSERT_TRUE(vm.set_memory_region(1, 512 * MiB, 32 * MiB, part.ua()));
+  attach_16m();
+  EXPECT_EQ(vm.h_put_tce(kLiobn, kWindow1, (512 * MiB) | 3), kHTooHard);
+  for (uint64_t i = 0; i < 256; ++i) ASSERT_EQ(host_table().get(i), 0u);
+  for (const auto& r : iommu().registrations()) EXPECT_EQ(r->mapped(), 1u);
+  EXPECT_EQ(vm.h_get_tce(kLiobn, kWindow1).second, 0u);
+}
+
+TEST_F(KvmTest, Scenario75_PutTceIndirect) {
+  attach_16m();
+  // The list lives in guest RAM at gpa 0.
+  auto* list = reinterpret_cast<uint64_t*>(ram.ua());
+  for (int i = 0; i < 512; ++i) list[i] = iommu::to_be(((16 + 16 * (i % 2)) * MiB) | 1);
+  EXPECT_EQ(vm.h_put_tce_indirect(kLiobn, kWindow1, 0, 513), kHParameter);
+  EXPECT_EQ(vm.h_put_tce_indirect(kLiobn, kWindow1, 0x800, 2), kHParameter);
+  list[1] = iommu::to_be((16 * MiB + 4 * KiB) | 1);  // misaligned gpa among the 512
+  EXPECT_EQ(vm.h_put_tce_indirect(kLiobn, kWindow1, 0, 512), kHTooHard);
+  EXPECT_EQ(host_table().get(0), 0u);  // nothing applied
+  list[1] = iommu::to_be((32 * MiB) | 1);
+  ASSERT_EQ(vm.h_put_tce_indirect(kLiobn, kWindow1, 0, 4), kHSuccess);
+  EXPECT_EQ(vm.h_get_tce(kLiobn, kWindow1 + 3 * 16 * MiB).second, (32 * MiB) | 1);
+  EXPECT_EQ(host_table().get(256) & 3, iommu::kTceRead);
+  EXPECT_EQ(iommu().registrations().front()->mapped(), 1u + 4 * 256);
+}
+
+TEST_F(KvmTest, Scenario76_StuffTce) {
+  attach_16m();
+  ASSERT_EQ(vm.h_put_tce(kLiobn, kWindow1, (16 * MiB) | 3), kHSuccess);
+  ASSERT_EQ(vm.h_put_tce(kLiobn, kWindow1 + 16 * MiB, (32 * MiB) | 3), kHSuccess);
+  EXPECT_EQ(vm.h_stuff_tce(kLiobn, kWindow1, 1, 10), kHParameter);
+  ASSERT_EQ(vm.h_stuff_tce(kLiobn, kWindow1, 0, 1000), kHSuccess);
+  for (uint64_t i = 0; i < 512; ++i) ASSERT_EQ(host_table().get(i), 0u);
+  EXPECT_EQ(iommu().registrations().front()->mapped(), 1u);
+  EXPECT_EQ(vm.h_get_tce(kLiobn, kWindow1 + 16 * MiB).second, 0u);
+}
+
+TEST_F(KvmTest, Scenario77_GetTce) {
+  GuestTceTable* stt = attach_16m();
+  EXPECT_EQ(vm.h_get_tce(kLiobn, kWindow1 + 48 * MiB), std::make_pair(kHSuccess, uint64_t{0}));
+  EXPECT_EQ(stt->allocated_pages(), 0u);
+  ASSERT_EQ(vm.h_put_tce(kLiobn, kWindow1 + 48 * MiB, (16 * MiB) | 1), kHSuccess);
+  EXPECT_EQ(vm.h_get_tce(kLiobn, kWindow1 + 48 * MiB), std::make_pair(kHSuccess, (16 * MiB) | 1));
+  EXPECT_EQ(vm.h_get_tce(0x42, kWindow1).first, kHTooHard);
+  EXPECT_EQ(vm.h_get_tce(kLiobn, kWindow1 + 4 * KiB).first, kHParameter);
+}
+
+TEST_F(KvmTest, Scenario78_PutTceIntoGpuRamIsDirect) {
+  ClientMemory gpu(64 * MiB, PROT_NONE, 16 * MiB);
+  ASSERT_TRUE(as.pinner().add_special_mapping(gpu.ua(), gpu.size()));
+  auto dev = as.registry().add_device(gpu.ua(), gpu.size() >> 16, kGpuHpa);
+  ASSERT_TRUE(dev);
+  ASSERT_TRUE(vm.set_memory_region(1, 0x400000000000ull, gpu.size(), gpu.ua()));
+  attach_16m();
+  const uint64_t pinned = as.pinner().pinned_pages();
+  ASSERT_EQ(vm.h_put_tce(kLiobn, kWindow1, (0x400000000000ull + 16 * MiB) | 3), kHSuccess);
+  EXPECT_EQ(host_table().get(5) & ~3ull, kGpuHpa + 16 * MiB + 5 * 64 * KiB);
+  EXPECT_EQ(as.pinner().pinned_pages(), pinned);
+  EXPECT_EQ((*dev)->mapped(), 257u);
+  ASSERT_EQ(vm.h_stuff_tce(kLiobn, kWindow1, 0, 1), kHSuccess);
+  EXPECT_TRUE(as.registry().put(*dev));
+}
+
+TEST_F(KvmTest, Scenario81_TwoVcpusIntoTheSameUnallocatedPage) {
+  for (int round = 0; round < 50; ++round) {
+    vm.release_tce_table(kLiobn);
+    ASSERT_TRUE(vm.create_tce_table({kLiobn, 24, 0, kWindow1 >> 24, (1ull << 40) >> 24}));
+    GuestTceTable* stt = vm.tce_table(kLiobn);
+    std::thread a([&] { EXPECT_EQ(vm.h_put_tce(kLiobn, kWindow1, (16 * MiB) | 1), kHSuccess); });
+    std::thread b([&] { EXPECT_EQ(vm.h_put_tce(kLiobn, kWindow1 + 16 * MiB, (32 * MiB) | 1), kHSuccess); });
+    a.join();
+    b.join();
+    EXPECT_EQ(stt->allocated_pages(), 1u);
+    EXPECT_EQ(stt->get(0), (16 * MiB) | 1);
+    EXPECT_EQ(stt->get(1), (32 * MiB) | 1);
+  }
+}
+
+TEST_F(KvmTest, Scenario83_DeviceReleaseRacingPutTceIntoGpuRam) {
+  ClientMemory gpu(64 * MiB, PROT_NONE, 16 * MiB);
+  ASSERT_TRUE(vm.set_memory_region(1, 0x400000000000ull, gpu.size(), gpu.ua()));
+  attach_16m();
+  for (int round = 0; round < 100; ++round) {
+    auto dev = as.registry().add_device(gpu.ua(), gpu.size() >> 16, kGpuHpa);
+    ASSERT_TRUE(dev);
+    long rc = kHSuccess;
+    std::thread vcpu([&] { rc = vm.h_put_tce(kLiobn, kWindow1, (0x400000000000ull) | 3); });
+    auto put = as.registry().put(*dev);  // the device's release
+    vcpu.join();
+    if (put) {
+      EXPECT_EQ(rc, kHTooHard);  // the release won: the lookup failed
+      EXPECT_EQ(host_table().get(0), 0u);
+    } else {
+      EXPECT_EQ(put.error(), kEBUSY);  // the hcall won: the release sees the mapping
+      EXPECT_EQ(rc, kHSuccess);
+      ASSERT_EQ(vm.h_stuff_tce(kLiobn, kWindow1, 0, 1), kHSuccess);
+      ASSERT_TRUE(as.registry().put(*dev));
+    }
+    check();
+  }
+}
+
+}  // namespace
+}  // namespace nv2pt::kvm
