@@ -72,6 +72,7 @@ Result<void> Vm::vfio_group_add(vfio::Group& group) {
   std::lock_guard lock(mutex_);
   if (std::find(groups_.begin(), groups_.end(), &group) != groups_.end()) return fail(kEEXIST);
   groups_.push_back(&group);
+  group.set_kvm(lpid_);
   return {};
 }
 
@@ -80,6 +81,7 @@ Result<void> Vm::vfio_group_del(vfio::Group& group) {
   auto it = std::find(groups_.begin(), groups_.end(), &group);
   if (it == groups_.end()) return fail(kENOENT);
   groups_.erase(it);
+  group.set_kvm(std::nullopt);
   for (auto& [liobn, t] : tables_) t->detach_group(group.id());
   return {};
 }

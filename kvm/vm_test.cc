@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "kvm/stt_accounting.h"
+#include "vfio/host.h"
 #include "vfio/test_host.h"
 
 namespace nv2pt::kvm {
@@ -226,6 +227,51 @@ TEST_F(KvmTest, Scenario83_DeviceReleaseRacingPutTceIntoGpuRam) {
     }
     check();
   }
+}
+
+}  // namespace
+}  // namespace nv2pt::kvm
+
+namespace nv2pt::kvm {
+namespace {
+
+// §7 scenarios 22/23 and Q18: the GPU is mapped to the guest's LPID in the NPU only when KVM was added to the
+// group before the device was opened; closing the device maps it back to the host.
+TEST(KvmNpuContext, Scenario22And23_MapLparOnlyForAKvmAddedBeforeOpen) {
+  mm::AddressSpace as(process_options(1));
+  auto host = vfio::Host::create(platform::Machine::load_default()).value();
+  const platform::PciAddress gpu = platform::PciAddress::parse("0004:04:00.0").value();
+  vfio::Group* group = host->open_group(4).value();
+  auto container = host->open_container();
+  ASSERT_TRUE(group->set_container(container));
+  ASSERT_TRUE(container->set_iommu(VFIO_SPAPR_TCE_v2_IOMMU));
+  Vm vm(as, 42);
+
+  // Opened before KVM_DEV_VFIO_GROUP_ADD: nothing is mapped, and the later add does not reach the device (Q18).
+  vfio::PciDevice* dev = group->get_device(as, "0004:04:00.0").value();
+  ASSERT_TRUE(vm.vfio_group_add(*group));
+  EXPECT_EQ(host->hardware().npu_lpid(gpu), 0u);
+  EXPECT_TRUE(host->hardware().opal_npu_calls().empty());
+  group->device_released(*dev);  // closing still unmaps (DESTROY_CONTEXT, MAP_LPAR 0)
+  auto calls = host->hardware().opal_npu_calls();
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[0].kind, platform::Hardware::OpalNpuCall::kDestroyContext);
+  EXPECT_EQ(calls[1].kind, platform::Hardware::OpalNpuCall::kMapLpar);
+  EXPECT_EQ(calls[1].lpid, 0u);
+
+  // Opened after the add: MAP_LPAR(42), INIT_CONTEXT(DR|PR).
+  dev = group->get_device(as, "0004:04:00.0").value();
+  EXPECT_EQ(host->hardware().npu_lpid(gpu), 42u);
+  calls = host->hardware().opal_npu_calls();
+  ASSERT_EQ(calls.size(), 4u);
+  EXPECT_EQ(calls[2].kind, platform::Hardware::OpalNpuCall::kMapLpar);
+  EXPECT_EQ(calls[2].lpid, 42u);
+  EXPECT_EQ(calls[3].kind, platform::Hardware::OpalNpuCall::kInitContext);
+  EXPECT_EQ(calls[3].msr, (1ull << 4) | (1ull << 14));
+  group->device_released(*dev);
+  EXPECT_EQ(host->hardware().npu_lpid(gpu), 0u);
+  ASSERT_TRUE(vm.vfio_group_del(*group));
+  host->release_group(*group);
 }
 
 }  // namespace

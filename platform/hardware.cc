@@ -25,6 +25,9 @@ constexpr uint64_t kAtsdStatus = 0x10;
 struct Hardware::Impl {
   const Machine* machine = nullptr;
   HmiLog hmi_log;  // before the GpuRams, which keep a reference to it
+  mutable std::mutex opal_mutex;
+  std::vector<Hardware::OpalNpuCall> opal_calls;  // guarded by opal_mutex
+  std::map<PciAddress, uint64_t> npu_lpids;       // guarded by opal_mutex
   std::atomic<HmiPolicy> policy{HmiPolicy::kFatal};
   std::map<PciAddress, std::unique_ptr<PciDeviceModel>> devices;
   std::map<PciAddress, Npu2Bridge*> bridges;
@@ -177,6 +180,35 @@ Result<void> Hardware::atsd_write(uint64_t hpa, uint64_t offset, std::span<const
 }
 
 HmiLog& Hardware::hmi_log() { return impl_->hmi_log; }
+
+Result<void> Hardware::npu_map_lpar(const PciAddress& gpu, uint64_t lpid, uint64_t msr) {
+  if (!impl_->gpu_bridges.contains(gpu) || impl_->gpu_bridges.at(gpu).empty()) return fail(kENODEV);
+  std::lock_guard lock(impl_->opal_mutex);
+  impl_->opal_calls.push_back({OpalNpuCall::kMapLpar, gpu, lpid, 0});
+  impl_->opal_calls.push_back({OpalNpuCall::kInitContext, gpu, 0, msr});
+  impl_->npu_lpids[gpu] = lpid;
+  return {};
+}
+
+Result<void> Hardware::npu_unmap_lpar(const PciAddress& gpu) {
+  if (!impl_->gpu_bridges.contains(gpu) || impl_->gpu_bridges.at(gpu).empty()) return fail(kENODEV);
+  std::lock_guard lock(impl_->opal_mutex);
+  impl_->opal_calls.push_back({OpalNpuCall::kDestroyContext, gpu, 0, 0});
+  impl_->opal_calls.push_back({OpalNpuCall::kMapLpar, gpu, 0, 0});
+  impl_->npu_lpids[gpu] = 0;
+  return {};
+}
+
+uint64_t Hardware::npu_lpid(const PciAddress& gpu) const {
+  std::lock_guard lock(impl_->opal_mutex);
+  auto it = impl_->npu_lpids.find(gpu);
+  return it == impl_->npu_lpids.end() ? 0 : it->second;
+}
+
+std::vector<Hardware::OpalNpuCall> Hardware::opal_npu_calls() const {
+  std::lock_guard lock(impl_->opal_mutex);
+  return impl_->opal_calls;
+}
 
 void Hardware::set_hmi_policy(HmiPolicy policy) {
   impl_->policy.store(policy);

@@ -46,6 +46,22 @@ class Hardware {
   HmiLog& hmi_log();
   void set_hmi_policy(HmiPolicy policy);
 
+  // The NPU's OPAL calls for a GPU's address translation context (OPAL_NPU_MAP_LPAR 148, OPAL_NPU_INIT_CONTEXT
+  // 146, OPAL_NPU_DESTROY_CONTEXT 147), recorded in order so tests can see what the driver did.
+  struct OpalNpuCall {
+    enum Kind { kMapLpar, kInitContext, kDestroyContext } kind;
+    PciAddress gpu;
+    uint64_t lpid = 0;  // MAP_LPAR
+    uint64_t msr = 0;   // INIT_CONTEXT
+  };
+  // Map LPAR: MAP_LPAR(lpid) then INIT_CONTEXT(msr) (kernel-behaviour §2.2). ENODEV for a GPU without NPU links.
+  Result<void> npu_map_lpar(const PciAddress& gpu, uint64_t lpid, uint64_t msr);
+  // Unmap LPAR: DESTROY_CONTEXT then MAP_LPAR(0).
+  Result<void> npu_unmap_lpar(const PciAddress& gpu);
+  // The LPID the GPU's ATS context is mapped to (0 = the host).
+  uint64_t npu_lpid(const PciAddress& gpu) const;
+  std::vector<OpalNpuCall> opal_npu_calls() const;
+
  private:
   struct Impl;
   explicit Hardware(std::unique_ptr<Impl> impl);

@@ -88,9 +88,19 @@ Result<PciDevice*> Group::get_device(mm::AddressSpace& caller, std::string_view 
   if (!container_ || !container_->iommu() || !viable()) return fail(kEINVAL);
   auto it = std::find_if(devices_.begin(), devices_.end(), [&](PciDevice* d) { return d->name() == name; });
   if (it == devices_.end()) return fail(kENODEV);
-  NV2PT_TRY((*it)->open(caller));
+  NV2PT_TRY((*it)->open(caller, kvm_lpid_));
   ++device_fds_;
   return *it;
+}
+
+void Group::set_kvm(std::optional<uint64_t> lpid) {
+  std::lock_guard lock(mutex_);
+  kvm_lpid_ = lpid;
+}
+
+std::optional<uint64_t> Group::kvm() const {
+  std::lock_guard lock(mutex_);
+  return kvm_lpid_;
 }
 
 void Group::device_released(PciDevice& device) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <string_view>
 #include <vector>
@@ -58,6 +59,12 @@ class Group {
   // A device fd of this group was closed.
   void device_released(PciDevice& device);
 
+  // KVM_DEV_VFIO_GROUP_ADD / DEL: the guest (its LPID) the group now belongs to. Devices opened while it is set map
+  // their GPU to that LPID in the NPU; a KVM added after a device was opened is never forwarded to it (the
+  // kernel's notifier is unregistered right after open, Q18).
+  void set_kvm(std::optional<uint64_t> lpid);
+  std::optional<uint64_t> kvm() const;
+
  private:
   void unset_container_locked();
 
@@ -70,6 +77,7 @@ class Group {
   bool open_ = false;
   std::shared_ptr<Container> container_;
   int device_fds_ = 0;  // container users beyond the group itself
+  std::optional<uint64_t> kvm_lpid_;
 };
 
 }  // namespace nv2pt::vfio

@@ -26,8 +26,9 @@ void warn(const std::string& message) { std::fprintf(stderr, "nv2pt: vfio-pci: %
 // The GPU RAM window of one GPU (vfio_pci_nvgpu_*).
 class GpuRamRegion final : public ExtraRegion {
  public:
-  GpuRamRegion(platform::GpuRam& ram, platform::PciAddress gpu, uint64_t gpu_hpa, uint64_t size, uint64_t tgt)
-      : ram_(ram), gpu_(gpu), gpu_hpa_(gpu_hpa), size_(size), tgt_(tgt) {}
+  GpuRamRegion(platform::Hardware& hardware, platform::GpuRam& ram, platform::PciAddress gpu, uint64_t gpu_hpa,
+               uint64_t size, uint64_t tgt)
+      : hardware_(hardware), ram_(ram), gpu_(gpu), gpu_hpa_(gpu_hpa), size_(size), tgt_(tgt) {}
 
   std::string name() const override { return "nvlink2-gpu-ram"; }
   uint32_t type() const override { return kNvidiaGpuRamRegionType; }
@@ -82,6 +83,8 @@ class GpuRamRegion final : public ExtraRegion {
   }
 
   void release() override {
+    // Back to the host: destroy the guest's ATS context, map LPID 0 (done whether or not KVM was ever set).
+    (void)hardware_.npu_unmap_lpar(gpu_);
     if (!registration_) return;
     if (auto put = mm_->registry().put(registration_); !put) {
       // TCEs still map the GPU RAM: the kernel warns and leaks the region (Q24). The model reports it the same way
@@ -92,6 +95,7 @@ class GpuRamRegion final : public ExtraRegion {
   }
 
  private:
+  platform::Hardware& hardware_;
   platform::GpuRam& ram_;
   platform::PciAddress gpu_;
   uint64_t gpu_hpa_;
@@ -176,7 +180,8 @@ class AtsdRegion final : public ExtraRegion {
 }  // namespace
 
 Result<std::unique_ptr<ExtraRegion>> make_gpu_ram_region(const platform::Machine& machine,
-                                                         platform::Hardware& hardware, const platform::Gpu& gpu) {
+                                                         platform::Hardware& hardware, const platform::Gpu& gpu,
+                                                         std::optional<uint64_t> kvm_lpid) {
   const platform::DeviceTree& dt = machine.device_tree();
   if (gpu.bridges.empty()) return fail(kENODEV);  // no NPU #0
   const platform::NvlinkBridge& npu = machine.bridges()[gpu.bridges.front()];
@@ -197,7 +202,13 @@ Result<std::unique_ptr<ExtraRegion>> make_gpu_ram_region(const platform::Machine
   }
   platform::GpuRam* ram = hardware.gpu_ram(gpu.address);
   if (!ram) return fail(kEINVAL);
-  return std::unique_ptr<ExtraRegion>(new GpuRamRegion(*ram, gpu.address, gpu_hpa, size, *tgt));
+  if (kvm_lpid) {
+    // The "KVM set" notifier, replayed at registration because KVM is already there. Its failure is ignored, as
+    // the kernel ignores the notifier's answer.
+    constexpr uint64_t kMsrDr = 1ull << 4, kMsrPr = 1ull << 14;
+    if (!hardware.npu_map_lpar(gpu.address, *kvm_lpid, kMsrDr | kMsrPr)) warn("mapping the GPU to the guest failed");
+  }
+  return std::unique_ptr<ExtraRegion>(new GpuRamRegion(hardware, *ram, gpu.address, gpu_hpa, size, *tgt));
 }
 
 Result<std::unique_ptr<ExtraRegion>> make_atsd_region(const platform::Machine& machine, platform::Hardware& hardware,

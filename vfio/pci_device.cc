@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "base/checked.h"
+#include "base/fault_injection.h"
 #include "vfio/capability_chain.h"
 #include "vfio/extra_region.h"
 #include "vfio/group.h"
@@ -34,6 +35,13 @@ Result<void> copy_in(unsigned long arg, T& value, size_t len = sizeof(T)) {
 
 int dup_eventfd(int fd) { return fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0); }
 
+// An empty file: a shared mapping of it raises SIGBUS on every access, as the kernel's zapped BAR VMAs do while
+// memory decode is off (vfio_pci_mmap_fault since the CVE-2020-12888 fix). One for the process, never closed.
+int empty_memfd() {
+  static const int fd = memfd_create("nv2pt-bar-decode-off", MFD_CLOEXEC);
+  return fd;
+}
+
 }  // namespace
 
 struct PciDevice::State {
@@ -43,6 +51,9 @@ struct PciDevice::State {
     uint64_t ua;
     uint64_t length;
     int region;  // 0..5 BAR, >= 9 extra
+    uint64_t pos = 0;      // BAR: offset into the BAR
+    int prot = 0;          // BAR: the user's protection
+    bool decoded = true;   // BAR: whether the mapping reaches the device (memory decode was on)
   };
   struct IrqState {
     std::vector<int> fds;  // our references to the user's eventfds
@@ -84,7 +95,7 @@ platform::PciDeviceModel& PciDevice::model() const { return *hardware_.device(ad
 
 // --- open / release (vfio_pci_enable / vfio_pci_disable) ---
 
-Result<void> PciDevice::open(mm::AddressSpace& caller) {
+Result<void> PciDevice::open(mm::AddressSpace& caller, std::optional<uint64_t> kvm_lpid) {
   std::lock_guard lock(state_->mutex);
   if (state_->open_count++ > 0) return {};
   state_->config.reset_virtual_state();
@@ -92,10 +103,11 @@ Result<void> PciDevice::open(mm::AddressSpace& caller) {
   // Enable hooks in kernel order: NVIDIA vendor -> GPU RAM, IBM vendor -> ATSD. ENODEV: not an NVLink2 device.
   Result<std::unique_ptr<ExtraRegion>> region = fail(kENODEV);
   if (function_.vendor_id == 0x10de && function_.kind == platform::PciFunctionKind::kGpu) {
-    region = make_gpu_ram_region(machine_, hardware_, machine_.gpus()[function_.role_index]);
+    region = make_gpu_ram_region(machine_, hardware_, machine_.gpus()[function_.role_index], kvm_lpid);
   } else if (function_.vendor_id == 0x1014 && function_.kind == platform::PciFunctionKind::kNvlinkBridge) {
     region = make_atsd_region(machine_, hardware_, machine_.bridges()[function_.role_index]);
   }
+  if (region && should_fail_allocation()) region = fail(kENOMEM);  // the vfio_pci_region array
   if (region) {
     state_->extra.push_back(std::move(*region));
   } else if (region.error() != kENODEV) {
@@ -145,6 +157,7 @@ Result<long> PciDevice::ioctl(mm::AddressSpace& caller, unsigned long cmd, unsig
     case VFIO_DEVICE_SET_IRQS: return set_irqs(arg);
     case VFIO_DEVICE_RESET: {
       if (!reset_works()) return fail(kEINVAL);
+      std::lock_guard lock(state_->mutex);  // the reset rewrites the virtual config state
       reset_function(platform::PciDeviceModel::ResetKind::kFunctionLevel);
       return 0;
     }
@@ -371,6 +384,19 @@ Result<void> PciDevice::hot_reset(const vfio_pci_hot_reset& request, std::span<G
 void PciDevice::reset_function(platform::PciDeviceModel::ResetKind kind) {
   model().reset(kind);
   state_->config.after_reset();
+  update_bar_mappings();
+}
+
+void PciDevice::update_bar_mappings() {
+  const bool decoded = state_->config.memory_enabled();
+  for (State::Mapping& m : state_->mappings) {
+    if (m.region > static_cast<int>(VFIO_PCI_BAR5_REGION_INDEX) || m.decoded == decoded) continue;
+    // Same address, same length: the user's pointer stays valid, only what backs it changes.
+    const int fd = decoded ? model().bar_fd(m.region) : empty_memfd();
+    void* p = ::mmap(reinterpret_cast<void*>(m.ua), m.length, m.prot, MAP_SHARED | MAP_FIXED, fd,
+                     decoded ? static_cast<off_t>(m.pos) : 0);
+    if (p != MAP_FAILED) m.decoded = decoded;
+  }
 }
 
 // --- read / write / mmap ---
@@ -388,7 +414,10 @@ Result<size_t> PciDevice::access(std::byte* buf, size_t count, uint64_t offset, 
   const uint64_t pos = offset & kRegionMask;
   std::lock_guard lock(state_->mutex);
   if (index == VFIO_PCI_CONFIG_REGION_INDEX) {
-    return write ? state_->config.write({buf, count}, pos) : state_->config.read({buf, count}, pos);
+    if (!write) return state_->config.read({buf, count}, pos);
+    auto written = state_->config.write({buf, count}, pos);
+    update_bar_mappings();  // the command register (or an FLR) may have switched memory decode
+    return written;
   }
   if (index <= VFIO_PCI_BAR5_REGION_INDEX) {
     const platform::PciDeviceModel::Bar bar = model().bar(static_cast<int>(index));
@@ -432,9 +461,15 @@ Result<void*> PciDevice::mmap(mm::AddressSpace& caller, void* addr, size_t lengt
     const int fd = model().bar_fd(static_cast<int>(index));
     auto end = checked_add(pos, length);
     if (!bar.size || !bar.mmappable || fd < 0 || !end || *end > bar.size) return fail(kEINVAL);
-    mapping = ::mmap(fixed, length, prot, MAP_SHARED | (fixed ? MAP_FIXED : 0), fd, static_cast<off_t>(pos));
+    // With memory decode off the mapping is made but does not reach the device until decode is turned on.
+    const bool decoded = state_->config.memory_enabled();
+    mapping = ::mmap(fixed, length, prot, MAP_SHARED | (fixed ? MAP_FIXED : 0), decoded ? fd : empty_memfd(),
+                     decoded ? static_cast<off_t>(pos) : 0);
     if (mapping == MAP_FAILED) return fail(Errno{errno});
     (void)caller.pinner().add_special_mapping(reinterpret_cast<uint64_t>(mapping), length);
+    state_->mappings.push_back({reinterpret_cast<uint64_t>(mapping), length, static_cast<int>(index), pos, prot,
+                                decoded});
+    return mapping;
   } else if (index < VFIO_PCI_NUM_REGIONS) {
     return fail(kEINVAL);
   } else {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -38,8 +39,9 @@ class PciDevice {
   std::string name() const { return address_.to_string(); }  // what VFIO_GROUP_GET_DEVICE_FD takes
 
   // VFIO_GROUP_GET_DEVICE_FD's open: the first open enables the device (extra regions per §2.4.2 / §2.5.1: a
-  // non-ENODEV error fails the open). `caller` is the opening process.
-  Result<void> open(mm::AddressSpace& caller);
+  // non-ENODEV error fails the open). `caller` is the opening process; `kvm_lpid` the guest the group belongs to,
+  // if KVM was added to it before this open (the GPU is then mapped to that LPID in the NPU).
+  Result<void> open(mm::AddressSpace& caller, std::optional<uint64_t> kvm_lpid = std::nullopt);
   // Device fd closed. The last close disables the device: regions released, IRQs torn down, the GPU RAM devmem
   // registration dropped.
   void release();
@@ -81,6 +83,9 @@ class PciDevice {
   // The functions a hot reset of this one resets too (its bus); ENODEV where no bus reset exists.
   Result<std::vector<const platform::PciFunction*>> reset_scope() const;
   void reset_function(platform::PciDeviceModel::ResetKind kind);
+  // Memory decode switched (command register, reset): BAR mmaps follow it, reaching the device only while it is
+  // on (CVE-2020-12888). Called with the state's mutex held.
+  void update_bar_mappings();
   Result<size_t> access(std::byte* buf, size_t count, uint64_t offset, bool write);
 
   const platform::Machine& machine_;
