@@ -153,6 +153,17 @@ TEST_F(KvmTest, Scenario75_PutTceIndirect) {
   EXPECT_EQ(iommu().registrations().front()->mapped(), 1u + 4 * 256);
 }
 
+TEST_F(KvmTest, Q20_IndirectEntryWithoutPermissionsUnmaps) {  // the kernel maps it and leaks a count
+  attach_16m();
+  ASSERT_EQ(vm.h_put_tce(kLiobn, kWindow1, (16 * MiB) | 3), kHSuccess);
+  auto* list = reinterpret_cast<uint64_t*>(ram.ua());
+  list[0] = iommu::to_be(16 * MiB);  // a gpa, but neither R nor W
+  ASSERT_EQ(vm.h_put_tce_indirect(kLiobn, kWindow1, 0, 1), kHSuccess);
+  for (uint64_t i = 0; i < 256; ++i) ASSERT_EQ(host_table().get(i), 0u);
+  EXPECT_EQ(iommu().registrations().front()->mapped(), 1u);
+  EXPECT_EQ(vm.h_get_tce(kLiobn, kWindow1).second, 16 * MiB);
+}
+
 TEST_F(KvmTest, Scenario76_StuffTce) {
   attach_16m();
   ASSERT_EQ(vm.h_put_tce(kLiobn, kWindow1, (16 * MiB) | 3), kHSuccess);
