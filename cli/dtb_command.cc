@@ -32,9 +32,11 @@ std::string ref(const DeviceTree& t, uint32_t phandle) {
 }
 
 std::string refs(const DeviceTree& t, int node, std::string_view prop) {
+  auto raw = t.property(node, prop);
+  if (!raw) return "missing";
+  if (raw->empty()) return "empty";
   auto v = t.read_u32_array(node, prop);
-  if (!v) return "missing";
-  if (v->empty()) return "empty";
+  if (!v) return "malformed";
   std::string out;
   for (uint32_t p : *v) out += (out.empty() ? "" : ", ") + ref(t, p);
   return out;

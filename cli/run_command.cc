@@ -56,7 +56,7 @@ void run(Context& context, RunOptions& o) {
   // The same checks the library would make, so a typo fails here and not silently inside the client.
   if (!o.hmi.empty() && !interpose::parse_hmi_policy(o.hmi))
     return context.fail(fmt::format("run: --hmi {}: expected fatal or log", o.hmi));
-  const std::string compat = join(o.compat, ",");
+  const std::string& compat = o.compat;
   if (auto c = interpose::parse_compat(compat); !c) return context.fail("run: --compat: " + c.error());
   // Load (and validate) the topology now: a bad file is reported by nv2pt, not by the client's "no such device".
   if (!context.machine()) return;
@@ -64,7 +64,10 @@ void run(Context& context, RunOptions& o) {
   const std::string preload = o.preload.empty() ? find_preload_library() : o.preload;
   if (preload.empty() || !fs::exists(preload))
     return context.fail("run: libnv2pt_preload.so not found (set NV2PT_PRELOAD or --preload)");
-  const std::string runtime_dir = o.runtime_dir.empty() ? interpose::default_runtime_dir() : o.runtime_dir;
+  // --runtime-dir, else the caller's NV2PT_RUNTIME_DIR, else the library's default.
+  std::string runtime_dir = o.runtime_dir;
+  if (const char* env = getenv("NV2PT_RUNTIME_DIR"); runtime_dir.empty() && env && *env) runtime_dir = env;
+  if (runtime_dir.empty()) runtime_dir = interpose::default_runtime_dir();
   std::error_code ec;
   fs::create_directories(runtime_dir, ec);
   const std::string report =
@@ -213,12 +216,12 @@ void register_run_command(CLI::App& app, Context& context) {
   run_cmd->add_option("--hmi", o->hmi, "What a premature GPU-RAM touch does: fatal (SIGBUS, default) or log");
   run_cmd->add_option("--report", o->report, "JSON report path (default: <runtime dir>/report-<pid>.json)");
   run_cmd->add_option("--compat", o->compat,
-                      "Client-compatibility switch: qemu72-nvlink2-region-info-uaf, no-qemu72-nvlink2-region-info-uaf, "
-                      "auto (default: on for QEMU 7.2) or none; repeatable")
-      ->expected(1)
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+                      "Client-compatibility switches, comma-separated: qemu72-nvlink2-region-info-uaf, "
+                      "no-qemu72-nvlink2-region-info-uaf, auto (default: on for QEMU 7.2) or none");
   run_cmd->add_option("--log", o->log, "Event log: one line per VFIO call the model served");
-  run_cmd->add_option("--runtime-dir", o->runtime_dir, "Directory of the group lock files");
+  run_cmd->add_option("--runtime-dir", o->runtime_dir,
+                      "Directory of the group lock files (default: $NV2PT_RUNTIME_DIR, else /run/user/<uid>/nv2pt or "
+                      "/tmp/nv2pt-<uid>); processes sharing it exclude each other from groups");
   run_cmd->add_option("--preload", o->preload, "The preload library (default: found next to nv2pt)");
   run_cmd->add_flag("-q,--quiet", o->quiet, "Print only where the report is, no summary");
   run_cmd->add_option("command", o->command, "The program and its arguments, after --")->required();

@@ -16,7 +16,7 @@ namespace nv2pt::cli {
 struct RunOptions {
   std::string hmi;                  // "" = the library's default (fatal)
   std::string report;               // "" = <runtime dir>/report-<pid>.json
-  std::vector<std::string> compat;  // joined with ',' into NV2PT_COMPAT
+  std::string compat;               // NV2PT_COMPAT (a vector option would swallow the "--" before the program)
   std::string log;                  // event log
   std::string runtime_dir;
   std::string preload;              // "" = found next to the nv2pt binary
