@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The main job. On a fresh Debian bookworm machine: install the packages, build nv2pt, run Debian's unmodified
+# QEMU 7.2 (qemu-system-ppc64, TCG) against the emulated POWER9 Witherspoon host with the embedded default
+# topology, passing through V100 0004:04:00.0 and its two NVLink2 bridges 0006:00:00.0/.1 on the default PHB, and
+# show what the guest gets, read back from the device tree QEMU built for it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j2 --target nv2pt nv2pt_preload
+
+out=out/main-job
+mkdir -p "$out"
+rm -f "$out/guest.dtb" "$out/report.json" "$out/events.log"
+nv2pt=build/bin/nv2pt
+
+echo
+echo "== The emulated host: GPU 0004:04:00.0 and its NVLink2 bridges (nv2pt lspci -v, excerpt)"
+"$nv2pt" lspci -v | awk '/^[0-9]+ (0004:04:00.0|0006:00:00.[01]) / {p = 1; print; next} /^[0-9]/ {p = 0} p'
+
+echo
+echo "== QEMU 7.2 under nv2pt run"
+cmd=(qemu-system-ppc64 -M pseries,accel=tcg -m 1G -nographic -nodefaults
+     -device vfio-pci,host=0004:04:00.0,bus=pci.0,addr=1.0
+     -device vfio-pci,host=0006:00:00.0,bus=pci.0,addr=2.0
+     -device vfio-pci,host=0006:00:00.1,bus=pci.0,addr=3.0
+     -machine dumpdtb="$out/guest.dtb")
+echo "\$ nv2pt run -- ${cmd[*]}"
+"$nv2pt" run --report "$out/report.json" --log "$out/events.log" -- "${cmd[@]}"
+
+echo
+echo "== What the guest gets (nv2pt dtb show $out/guest.dtb)"
+"$nv2pt" dtb show "$out/guest.dtb"
+
+echo
+echo "Files: $out/guest.dtb (the guest device tree), $out/report.json (the host's state at exit),"
+echo "       $out/events.log (every VFIO call QEMU made, with the model's answer)"
