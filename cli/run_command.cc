@@ -127,6 +127,7 @@ void run(Context& context, RunOptions& o) {
     return;
   }
   context.err << "nv2pt: report: " << report << "\n";
+  if (!o.log.empty()) context.err << "nv2pt: event log: " << fs::absolute(o.log).string() << "\n";
   if (o.quiet) return;
   std::ifstream in(report);
   json j = json::parse(in, nullptr, false);

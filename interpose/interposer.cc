@@ -125,6 +125,11 @@ void Interposer::start_reporting() {
   sigaction(options_.report_signal, &sa, nullptr);
 }
 
+std::map<std::string, unsigned> Interposer::devices_opened() const {
+  std::lock_guard lock(history_mutex_);
+  return devices_opened_;
+}
+
 void Interposer::write_report() {
   if (options_.report.empty()) return;
   ModelScope scope;
@@ -343,6 +348,8 @@ Result<long> Interposer::group_ioctl(FdObject& object, unsigned long cmd, unsign
         g.device_released(*device);
         return fail(fd.error());
       }
+      std::lock_guard lock(history_mutex_);
+      ++devices_opened_[device->name()];
       return *fd;
     }
     default: return fail(kENOTTY);

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -74,6 +75,9 @@ class Interposer {
   // Writes NV2PT_REPORT now (no-op without one).
   void write_report();
 
+  // Device fds handed out so far, by device name (also those closed since), for the report.
+  std::map<std::string, unsigned> devices_opened() const;
+
  private:
   explicit Interposer(PreloadOptions options);
   void start_reporting();
@@ -100,6 +104,9 @@ class Interposer {
   std::vector<vfio::PciDevice*> mapping_devices_;  // devices that handed out a mapping at least once
 
   std::mutex report_mutex_;
+
+  mutable std::mutex history_mutex_;
+  std::map<std::string, unsigned> devices_opened_;
 };
 
 }  // namespace nv2pt::interpose

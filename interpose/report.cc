@@ -116,6 +116,9 @@ json build_report(Interposer& ip) {
                        {"extra_regions", d->extra_region_names()}});
   }
   r["devices"] = std::move(devices);
+  json opened = json::object();
+  for (const auto& [name, count] : ip.devices_opened()) opened[name] = count;
+  r["device_fds_opened"] = std::move(opened);
 
   json groups = json::array();
   for (int id : host->group_ids()) {

@@ -1,7 +1,8 @@
 // The JSON report of the emulated host's state (NV2PT_REPORT): what a client opened and what it left behind.
 // Written at exit and on the report signal; `nv2pt run` prints a summary of it.
 //
-//   devices            every device fd open now or opened before: address, group, open count, extra regions
+//   devices            every device open now: address, group, open count, fds, extra regions
+//   device_fds_opened  device fds handed out since the start, by device (closed ones included)
 //   groups             id, open, viable, container
 //   containers         IOMMU type, groups, windows (slot, start, page size, levels, window size, allocated and
 //                      charged), TCEs mapped per window (count, and the first ones: ioba, hpa, ua, pinned hpa)
