@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -111,6 +112,41 @@ Result<void> GpuRam::Impl::start() {
   return {};
 }
 
+namespace {
+
+// Whether thread `tid` of this process blocks or ignores SIGBUS (its SigBlk / SigIgn masks in /proc).
+bool sigbus_blocked_or_ignored(pid_t tid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/task/%d/status", static_cast<int>(tid));
+  FILE* f = std::fopen(path, "re");
+  if (!f) return false;
+  char line[256];
+  bool masked = false;
+  const unsigned long long bit = 1ull << (SIGBUS - 1);
+  while (std::fgets(line, sizeof line, f)) {
+    unsigned long long mask = 0;
+    if ((std::sscanf(line, "SigBlk: %llx", &mask) == 1 || std::sscanf(line, "SigIgn: %llx", &mask) == 1) &&
+        (mask & bit))
+      masked = true;
+  }
+  std::fclose(f);
+  return masked;
+}
+
+// A machine check is not something a thread can block (the kernel's force_sig): when the touching thread blocks
+// or ignores SIGBUS (QEMU's main loop takes SIGBUS through a signalfd), the process dies of SIGBUS from here.
+[[noreturn]] void force_sigbus() {
+  signal(SIGBUS, SIG_DFL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGBUS);
+  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  raise(SIGBUS);
+  _exit(128 + SIGBUS);
+}
+
+}  // namespace
+
 void GpuRam::Impl::serve() {
   pollfd fds[2] = {{uffd, POLLIN, 0}, {stop_fd, POLLIN, 0}};
   for (;;) {
@@ -193,7 +229,9 @@ void GpuRam::Impl::handle_fault(const uffd_msg& msg) {
     if (policy.load() == HmiPolicy::kFatal) {
       // A machine check on the touching thread. The wake lets it return to user mode, where the signal lands
       // before the access is retried.
-      syscall(SYS_tgkill, getpid(), static_cast<pid_t>(msg.arg.pagefault.feat.ptid), SIGBUS);
+      const auto tid = static_cast<pid_t>(msg.arg.pagefault.feat.ptid);
+      if (sigbus_blocked_or_ignored(tid)) force_sigbus();
+      syscall(SYS_tgkill, getpid(), tid, SIGBUS);
       uffdio_range wake{align_down(address, machine_page_size()), machine_page_size()};
       ioctl(uffd, UFFDIO_WAKE, &wake);
       return;
