@@ -556,3 +556,29 @@ TEST_F(HmiTest, FatalPolicyKillsTheTouchingThread) {
 
 }  // namespace
 }  // namespace nv2pt::vfio
+
+namespace nv2pt::vfio {
+namespace {
+
+// QEMU's main thread blocks SIGBUS (it reads signals from a signalfd). A machine check cannot be blocked: the
+// process still dies of SIGBUS instead of retrying the access forever.
+TEST_F(HmiTest, FatalPolicyKillsAThreadThatBlocksSigbus) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        load("", platform::HmiPolicy::kFatal);
+        attach();
+        PciDevice* gpu = must_open("0004:04:00.0");
+        auto p = gpu->mmap(as_, nullptr, 1 * GiB, PROT_READ | PROT_WRITE, MAP_SHARED, region_offset(9));
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGBUS);
+        pthread_sigmask(SIG_BLOCK, &set, nullptr);
+        if (p) static_cast<volatile uint8_t*>(*p)[0] = 1;
+        _exit(0);
+      },
+      ::testing::KilledBySignal(SIGBUS), "");
+}
+
+}  // namespace
+}  // namespace nv2pt::vfio
