@@ -2,9 +2,9 @@
 # never before training). QEMU's monitor reads guest-physical 0x400000000000, the GPU-RAM window it mapped from
 # the device's region 9, so the read reaches the model's userfaultfd service:
 #   --hmi log: recorded (time, GPU, host address, cause), the page reads as zeros, QEMU goes on.
-# (--hmi fatal is not run here: the monitor read happens on QEMU's main thread, which blocks SIGBUS to take it
-# through a signalfd, and the GPU-RAM service sends the machine check with tgkill, which a blocked signal does not
-# force through the way the kernel's force_sig does: the access then retries for ever. Model fix pending.)
+#   --hmi fatal (the default): QEMU dies of SIGBUS, as the real host's machine check kills it. The monitor read runs
+#   on QEMU's main thread, which blocks SIGBUS (it takes signals through a signalfd); a machine check cannot be
+#   blocked, and the model forces it through as the kernel's force_sig does.
 source "$(dirname "$0")/lib.sh"
 read_gpu_ram='{"execute":"human-monitor-command","arguments":{"command-line":"xp /1gx 0x400000000000"}}'
 
@@ -23,5 +23,11 @@ expect_eq "$(jq -r "$h.hpa" "$WORK/after.json")" "$(jq -r '.gpu_ram[0].window_ba
 expect_eq "$(jq -r '[.links[] | select(.gpu == "0004:04:00.0")][0].state' "$WORK/after.json")" untrained "link state"
 qmp '{"execute":"query-status"}'
 qmp_quit || fail "QEMU did not survive a logged HMI"
+
+qmp_start fatal --hmi fatal -- "$QEMU" "${QMP_MACHINE[@]}" "${GPU0[@]}"
+echo "$read_gpu_ram" >&"${QMP[1]}"
+rc=0
+wait "$QMP_NV2PT_PID" || rc=$?
+expect_eq "$rc" $((128 + 7)) "nv2pt run's status after a fatal HMI (128 + SIGBUS)"
 
 echo PASS
