@@ -37,6 +37,8 @@ Result<RegionRef> Registry::insert(RegionRef region) {
   if (auto dev = region->dev_hpa()) {
     by_dev_hpa_.emplace(*dev, region.get());
     max_dev_size_ = std::max(max_dev_size_, region->size());
+    dev_lo_ = by_dev_hpa_.size() == 1 ? *dev : std::min(dev_lo_, *dev);
+    dev_hi_ = std::max(dev_hi_, *dev + region->size());
   }
   return region;
 }
@@ -107,6 +109,11 @@ Result<void> Registry::put(const RegionRef& region) {
           by_dev_hpa_.erase(d);
           break;
         }
+      dev_lo_ = dev_hi_ = 0;
+      for (const auto& [dev_hpa, r] : by_dev_hpa_) {
+        dev_lo_ = dev_hi_ ? dev_lo_ : dev_hpa;  // the map is ordered: the first one is the lowest
+        dev_hi_ = std::max(dev_hi_, dev_hpa + r->size());
+      }
     }
   }
   // Unlinked: no reader can find it any more (the kernel's RCU grace period). Device memory was never pinned or
@@ -144,11 +151,6 @@ RegisteredRegion* Registry::ReadGuard::lookup(uint64_t ua, uint64_t size) const 
   return registry_.find_containing(ua, size);  // the guard holds mu_ shared
 }
 
-std::optional<uint64_t> Registry::ReadGuard::is_devmem(uint64_t hpa, unsigned page_shift) const
-    NV2PT_NO_THREAD_SAFETY_ANALYSIS {
-  return registry_.find_devmem(hpa, page_shift);
-}
-
 RegionRef Registry::lookup(uint64_t ua, uint64_t size) const {
   ReadLock lock(mu_);
   RegisteredRegion* r = find_containing(ua, size);
@@ -157,6 +159,7 @@ RegionRef Registry::lookup(uint64_t ua, uint64_t size) const {
 
 std::optional<uint64_t> Registry::is_devmem(uint64_t hpa, unsigned page_shift) const {
   ReadLock lock(mu_);
+  if (hpa < dev_lo_ || hpa >= dev_hi_) return std::nullopt;
   return find_devmem(hpa, page_shift);
 }
 

@@ -62,8 +62,12 @@ class Registry {
     // The region that fully contains [ua, ua + size) (size > 0), or nullptr. No reference is taken: the pointer is
     // valid while this guard lives.
     RegisteredRegion* lookup(uint64_t ua, uint64_t size) const;
-    // If hpa is in a device region: min(2^page_shift, region's physical end - hpa). Else nullopt.
-    std::optional<uint64_t> is_devmem(uint64_t hpa, unsigned page_shift) const;
+    // If hpa is in a device region: min(2^page_shift, region's physical end - hpa). Else nullopt. Inline: MAP asks
+    // it for every IOMMU page, and an hpa outside every device region (all of regular memory) is two compares.
+    std::optional<uint64_t> is_devmem(uint64_t hpa, unsigned page_shift) const NV2PT_NO_THREAD_SAFETY_ANALYSIS {
+      if (hpa < registry_.dev_lo_ || hpa >= registry_.dev_hi_) return std::nullopt;
+      return registry_.find_devmem(hpa, page_shift);
+    }
 
    private:
     friend class Registry;
@@ -96,6 +100,9 @@ class Registry {
   std::map<uint64_t, RegionRef> by_ua_ NV2PT_GUARDED_BY(mu_);
   std::multimap<uint64_t, RegisteredRegion*> by_dev_hpa_ NV2PT_GUARDED_BY(mu_);  // device regions only
   uint64_t max_dev_size_ NV2PT_GUARDED_BY(mu_) = 0;  // bounds the backward scan of is_devmem
+  // [lowest dev_hpa, highest device end) over the device regions; empty (0, 0) without any.
+  uint64_t dev_lo_ NV2PT_GUARDED_BY(mu_) = 0;
+  uint64_t dev_hi_ NV2PT_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace nv2pt::mm

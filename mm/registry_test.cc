@@ -293,6 +293,26 @@ TEST_F(RegistryTest, IsDevmemWithSeveralGpus) {
   EXPECT_EQ(reg().is_devmem(kGpuHpa + 16 * k64K, 16), std::nullopt);
 }
 
+// is_devmem rejects an hpa outside the span of every device region before it searches: the span must follow the
+// regions as they come and go.
+TEST_F(RegistryTest, IsDevmemFollowsDeviceRegionsAddedAndRemoved) {
+  TestMapping m(64 * k64K);
+  const uint64_t gpu1 = kGpuHpa + (uint64_t{0x20} << 32);
+  auto low = *reg().add_device(m.ua(), 16, kGpuHpa);
+  auto high = *reg().add_device(m.ua() + 16 * k64K, 32, gpu1);
+  EXPECT_EQ(reg().is_devmem(kGpuHpa, 16), k64K);
+  EXPECT_EQ(reg().is_devmem(gpu1 + 31 * k64K, 16), k64K);
+  EXPECT_EQ(reg().is_devmem(gpu1 + 32 * k64K, 16), std::nullopt);
+  ASSERT_TRUE(reg().put(low));
+  EXPECT_EQ(reg().is_devmem(kGpuHpa, 16), std::nullopt);
+  EXPECT_EQ(reg().read().is_devmem(gpu1, 16), k64K);
+  ASSERT_TRUE(reg().put(high));
+  EXPECT_EQ(reg().read().is_devmem(gpu1, 16), std::nullopt);
+  auto again = *reg().add_device(m.ua(), 16, kGpuHpa);
+  EXPECT_EQ(reg().read().is_devmem(kGpuHpa + 15 * k64K, 16), k64K);
+  EXPECT_EQ(reg().read().is_devmem(gpu1, 16), std::nullopt);
+}
+
 TEST_F(RegistryTest, ForEachVisitsRegionsInAddressOrder) {
   TestMapping m(8 * k64K);
   ASSERT_TRUE(reg().add_device(m.ua() + 4 * k64K, 4, kGpuHpa));
