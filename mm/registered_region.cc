@@ -32,20 +32,6 @@ RegisteredRegion::RegisteredRegion(uint64_t ua, uint64_t entries, unsigned page_
 RegisteredRegion::RegisteredRegion(uint64_t ua, uint64_t entries, uint64_t dev_hpa)
     : ua_(ua), entries_(entries), page_shift_(device_page_shift(ua, entries, dev_hpa)), dev_hpa_(dev_hpa) {}
 
-bool RegisteredRegion::contains(uint64_t ua, uint64_t size) const {
-  auto end = checked_add(ua, size);
-  return end && size != 0 && ua >= ua_ && *end <= this->end();
-}
-
-Result<uint64_t> RegisteredRegion::ua_to_hpa(uint64_t ua, unsigned page_shift) const {
-  if (ua < ua_) return fail(kEFAULT);
-  const uint64_t entry = (ua - ua_) >> kHostPageShift;
-  if (entry >= entries_ || page_shift > page_shift_) return fail(kEFAULT);
-  if (dev_hpa_) return *dev_hpa_ + (ua - ua_);
-  const uint64_t stored = load_entry(hpas_[entry]);
-  return (stored & kHpaMask) | (ua & (kHostPageSize - 1));
-}
-
 Result<void> RegisteredRegion::mapped_inc() {
   uint64_t v = mapped_.load(std::memory_order_acquire);
   do {
@@ -61,6 +47,13 @@ void RegisteredRegion::mapped_dec() {
   } while (!mapped_.compare_exchange_weak(v, v - 1, std::memory_order_acq_rel));
 }
 
+void RegisteredRegion::mapped_sub(uint64_t n) {
+  uint64_t v = mapped_.load(std::memory_order_acquire);
+  do {
+    if (v <= 1) return;
+  } while (!mapped_.compare_exchange_weak(v, v - std::min(n, v - 1), std::memory_order_acq_rel));
+}
+
 bool RegisteredRegion::begin_destroy() {
   uint64_t expected = 1;
   return mapped_.compare_exchange_strong(expected, 0, std::memory_order_acq_rel);
@@ -70,7 +63,9 @@ void RegisteredRegion::mark_dirty(uint64_t ua) {
   if (dev_hpa_ || ua < ua_) return;
   const uint64_t entry = (ua - ua_) >> kHostPageShift;
   if (entry >= entries_) return;
-  std::atomic_ref<uint64_t>(hpas_[entry]).fetch_or(kDirty, std::memory_order_relaxed);
+  // Test first: a page stays dirty across map/unmap cycles, and a plain load does not take the line exclusively.
+  std::atomic_ref<uint64_t> slot(hpas_[entry]);
+  if (!(slot.load(std::memory_order_relaxed) & kDirty)) slot.fetch_or(kDirty, std::memory_order_relaxed);
 }
 
 bool RegisteredRegion::is_dirty(uint64_t ua) const {

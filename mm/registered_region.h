@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/errno.h"
+#include "base/host_page.h"
 
 namespace nv2pt::mm {
 
@@ -39,19 +40,36 @@ class RegisteredRegion {
   unsigned page_shift() const { return page_shift_; }
   bool is_device() const { return dev_hpa_.has_value(); }
   std::optional<uint64_t> dev_hpa() const { return dev_hpa_; }
-  // [ua, ua + size) lies inside the region. False for size 0 or a wrapping range.
-  bool contains(uint64_t ua, uint64_t size) const;
+  // [ua, ua + size) lies inside the region. False for size 0 or a wrapping range. Inline, as ua_to_hpa: MAP and
+  // UNMAP ask both for every IOMMU page.
+  bool contains(uint64_t ua, uint64_t size) const {
+    return size != 0 && ua >= ua_ && ua <= end() && size <= end() - ua;
+  }
 
   // Host physical address backing `ua`, for an IOMMU page of 2^page_shift. EFAULT if ua is outside the region or
   // page_shift is larger than the region's (the "page size >= IOMMU page size" rule).
   //   device:  dev_hpa + (ua - region ua)
   //   regular: (hpa of ua's page & ~0xFFF) | (ua & 0xFFFF)
-  Result<uint64_t> ua_to_hpa(uint64_t ua, unsigned page_shift) const;
+  Result<uint64_t> ua_to_hpa(uint64_t ua, unsigned page_shift) const {
+    if (ua < ua_) return fail(kEFAULT);
+    const uint64_t entry = (ua - ua_) >> kHostPageShift;
+    if (entry >= entries_ || page_shift > page_shift_) return fail(kEFAULT);
+    if (dev_hpa_) return *dev_hpa_ + (ua - ua_);
+    // Relaxed: the array is written only through atomic_ref (dirty bits from concurrent DMA models).
+    const uint64_t stored =
+        std::atomic_ref<uint64_t>(const_cast<uint64_t&>(hpas_[entry])).load(std::memory_order_relaxed);
+    return (stored & ~uint64_t{0xFFF}) | (ua & (kHostPageSize - 1));
+  }
 
   // One more TCE points into the region. ENXIO once the region is being destroyed (mapped == 0).
   Result<void> mapped_inc();
   // One TCE fewer. Never below 1 (the registration's own count).
   void mapped_dec();
+  // Batched forms for MAP/UNMAP, which count per run of pages rather than per page. mapped_add: n more TCEs; the
+  // caller already made one mapped_inc() succeed under the registry's read guard, so the region cannot be at 0.
+  // mapped_sub: n TCEs fewer, never below 1.
+  void mapped_add(uint64_t n) { mapped_.fetch_add(n, std::memory_order_acq_rel); }
+  void mapped_sub(uint64_t n);
   uint64_t mapped() const { return mapped_.load(std::memory_order_acquire); }
   uint64_t used() const { return used_.load(std::memory_order_acquire); }
 

@@ -73,6 +73,30 @@ TEST(RegisteredRegion, MappedDecNeverGoesBelowOne) {
   EXPECT_EQ(r.used(), 1u);
 }
 
+TEST(RegisteredRegion, BatchedMappedCountsNeverGoBelowOne) {
+  auto r = regular4();
+  ASSERT_TRUE(r.mapped_inc());
+  r.mapped_add(9);
+  EXPECT_EQ(r.mapped(), 11u);
+  r.mapped_sub(4);
+  EXPECT_EQ(r.mapped(), 7u);
+  r.mapped_sub(100);
+  EXPECT_EQ(r.mapped(), 1u) << "the registration's own count stays";
+  r.mapped_sub(1);
+  EXPECT_EQ(r.mapped(), 1u);
+}
+
+TEST(RegisteredRegion, ContainsRejectsEmptyAndWrappingRanges) {
+  auto r = regular4();
+  EXPECT_TRUE(r.contains(kUa, 4 * k64K));
+  EXPECT_TRUE(r.contains(kUa + 4 * k64K - 1, 1));
+  EXPECT_FALSE(r.contains(kUa + 4 * k64K, 1));
+  EXPECT_FALSE(r.contains(kUa + 4 * k64K + 1, 0));
+  EXPECT_FALSE(r.contains(kUa, 0));
+  EXPECT_FALSE(r.contains(kUa + k64K, ~uint64_t{0}));
+  EXPECT_FALSE(r.contains(kUa - 1, 2));
+}
+
 TEST(RegisteredRegion, MarkDirtySetsBitZeroOnlyForRegularMemory) {
   auto r = regular4();
   EXPECT_FALSE(r.is_dirty(kUa + k64K));
