@@ -391,6 +391,13 @@ Result<void> SpaprTceIommu::map_v2_locked(TceTable& table, uint64_t entry, uint6
   const uint64_t perms = iommu::tce_permissions(dir);
   const auto guard = mm_->registry().read();
   mm::RegisteredRegion* region = nullptr;
+  // TCEs written into `region` and not yet added to its mapped count: one atomic add per run, not per page. The
+  // region cannot reach 0 meanwhile (put() needs the registry exclusively, and the guard holds it shared).
+  uint64_t pending = 0;
+  const auto flush = [&] {
+    if (pending) region->mapped_add(pending);
+    pending = 0;
+  };
   uint64_t done = 0;
   Errno error{0};
   while (done < pages && !error.value) {
@@ -402,37 +409,45 @@ Result<void> SpaprTceIommu::map_v2_locked(TceTable& table, uint64_t entry, uint6
       break;
     }
     const uint64_t run = std::min(hw.count, pages - done);
-    for (uint64_t i = 0; i < run; ++i) {
+    uint64_t i = 0;
+    for (; i < run; ++i) {
       const uint64_t ua = vaddr + (done + i) * page;
       if (!region || !region->contains(ua, page)) {
+        if (region) flush();
         region = guard.lookup(ua, page);
         if (!region) {
           error = kEINVAL;
-          done += i;
+          break;
+        }
+        if (region->mapped() == 0) {  // being destroyed: the kernel stops and returns 0 (Q5)
+          region = nullptr;
+          error = kENXIO;
           break;
         }
       }
       auto hpa = region->ua_to_hpa(ua, shift);
       if (!hpa) {
         error = kEINVAL;
-        done += i;
         break;
       }
       if (!page_is_contained(guard, *region, *hpa, shift)) {
         error = kEPERM;
-        done += i;
-        break;
-      }
-      if (!region->mapped_inc()) {  // being destroyed: the kernel stops and returns 0 (Q5)
-        error = kENXIO;
-        done += i;
         break;
       }
       const uint64_t old = iommu::from_be(hw.entries[i].exchange(iommu::to_be(*hpa | perms)));
-      const uint64_t old_ua = iommu::from_be(cache.entries[i].exchange(iommu::to_be(ua)));
-      if (old & iommu::kTcePermMask) drop_old_entry_v2(guard, page, iommu::tce_direction(old), old_ua);
+      // The cache word is a plain load and store, as the kernel's *pua: its old value matters only behind a valid
+      // TCE, and one locked exchange per page (the TCE's) is what the hot path can afford.
+      const uint64_t old_ua =
+          (old & iommu::kTcePermMask) ? iommu::from_be(cache.entries[i].load(std::memory_order_relaxed)) : 0;
+      cache.entries[i].store(iommu::to_be(ua), std::memory_order_relaxed);
+      ++pending;
+      if (old & iommu::kTcePermMask) {
+        flush();  // the old entry may point into `region` too: its count must be whole before it drops one
+        drop_old_entry_v2(guard, page, iommu::tce_direction(old), old_ua);
+      }
     }
-    if (!error.value) done += run;
+    if (region) flush();
+    done += i;
   }
   if (error.value) {
     // Undo the entries written so far; the mapping is all or nothing.
@@ -514,6 +529,15 @@ void SpaprTceIommu::clear_locked(TceTable& table, uint64_t entry, uint64_t pages
     clear_locked(table, entry, pages, &guard);
     return;
   }
+  const uint64_t page = table.page_size();
+  // v2: the region the last cleared entries pointed into, and how many of them are not yet taken off its mapped
+  // count (one atomic per run of the same region, as in map_v2_locked).
+  mm::RegisteredRegion* region = nullptr;
+  uint64_t pending = 0;
+  const auto flush = [&] {
+    if (pending) region->mapped_sub(pending);
+    pending = 0;
+  };
   while (pages) {
     // Where the cache has no leaf, the table has no valid entry either (invariant 12): skip the whole block.
     TceTable::Leaf hw = table.hw_leaf(entry, false);
@@ -521,11 +545,20 @@ void SpaprTceIommu::clear_locked(TceTable& table, uint64_t entry, uint64_t pages
     const uint64_t run = std::min(hw.count, pages);
     if (hw.entries && cache.entries) {
       for (uint64_t i = 0; i < run; ++i) {
+        // An empty entry needs no locked exchange: sparse windows are cleared at the cost of a read.
+        if (!hw.entries[i].load(std::memory_order_relaxed)) continue;
         const uint64_t old = iommu::from_be(hw.entries[i].exchange(0));
         if (!(old & iommu::kTcePermMask)) continue;
         if (v2) {
-          const uint64_t ua = iommu::from_be(cache.entries[i].exchange(0));
-          drop_old_entry_v2(*held, table.page_size(), iommu::tce_direction(old), ua);
+          const uint64_t ua = iommu::from_be(cache.entries[i].load(std::memory_order_relaxed));
+          cache.entries[i].store(0, std::memory_order_relaxed);
+          if (!region || !region->contains(ua, page)) {
+            if (region) flush();
+            region = ua ? held->lookup(ua, page) : nullptr;
+            if (!region) continue;
+          }
+          if (iommu::device_may_write(iommu::tce_direction(old))) region->mark_dirty(ua);  // no-op for devmem
+          ++pending;
         } else {
           drop_old_entry_v1({old & ~iommu::kTcePermMask, iommu::tce_direction(old)});
         }
@@ -534,6 +567,7 @@ void SpaprTceIommu::clear_locked(TceTable& table, uint64_t entry, uint64_t pages
     entry += run;
     pages -= run;
   }
+  if (region) flush();
 }
 
 // --- dispatch ---

@@ -229,6 +229,41 @@ TEST_F(V2, Scenario36_UnregisterWhileMappedIsEBUSY) {  // Q3: the kernel returns
   EXPECT_EQ(locked(), window(1).has_userspace_cache() ? iommu().charged_pages() : 0u);
 }
 
+// MAP and UNMAP count a region's mappings once per run of pages, not per page: the counts must come out exactly as
+// the per-page kernel's would, across two regions, over live entries (remap), and for a partial unmap. 64 KiB and
+// 4 KiB pages, so runs end at region boundaries, at leaf boundaries and in between.
+TEST_F(V2, MappedCountsStayExactWhenCountedPerRun) {
+  ClientMemory m(2 * MiB);
+  ASSERT_TRUE(reg(m.ua(), 1 * MiB));            // a: 16 host pages
+  ASSERT_TRUE(reg(m.ua() + 1 * MiB, 1 * MiB));  // b
+  qemu_windows();
+  const auto regions = iommu().registrations();
+  const mm::RegionRef& a = regions[0];
+  const mm::RegionRef& b = regions[1];
+  ASSERT_TRUE(map(kWindow1, m.ua(), 2 * MiB));  // 32 TCEs, 16 into each
+  EXPECT_EQ(a->mapped(), 17u);
+  EXPECT_EQ(b->mapped(), 17u);
+  check();
+  ASSERT_TRUE(map(kWindow1 + 12 * 64 * KiB, m.ua() + 1 * MiB, 8 * 64 * KiB));  // 4 of a's TCEs and 4 of b's -> b
+  EXPECT_EQ(a->mapped(), 13u);
+  EXPECT_EQ(b->mapped(), 21u);
+  check();
+  ASSERT_TRUE(unmap(kWindow1 + 8 * 64 * KiB, 16 * 64 * KiB));
+  EXPECT_EQ(a->mapped(), 9u);
+  EXPECT_EQ(b->mapped(), 9u);
+  check();
+  ASSERT_TRUE(map(0, m.ua() + 960 * KiB, 128 * KiB));  // the 4K window: 32 TCEs across the a/b boundary
+  EXPECT_EQ(a->mapped(), 25u);
+  EXPECT_EQ(b->mapped(), 25u);
+  check();
+  ASSERT_TRUE(unmap(0, 1 * GiB));
+  ASSERT_TRUE(unmap(kWindow1, 2 * MiB));
+  EXPECT_EQ(a->mapped(), 1u);
+  EXPECT_EQ(b->mapped(), 1u);
+  EXPECT_TRUE(unreg(m.ua(), 1 * MiB));
+  EXPECT_TRUE(unreg(m.ua() + 1 * MiB, 1 * MiB));
+}
+
 TEST_F(V2, Scenario37_AnotherProcessGetsEPERM) {
   ClientMemory m(1 * MiB);
   ASSERT_TRUE(reg(m.ua(), 512 * KiB));
