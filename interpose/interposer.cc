@@ -81,6 +81,9 @@ Result<void> check_user_pointer(unsigned long arg) {
 }  // namespace
 
 Interposer& Interposer::get() {
+  // Every emulated call comes here: once created, one load. (libstdc++'s call_once writes two thread-locals before
+  // it even looks at the flag, a third of an interposed ioctl.)
+  if (Interposer* ip = instance_.load(std::memory_order_acquire)) return *ip;
   static std::once_flag once;
   std::call_once(once, [] {
     ModelScope scope;

@@ -489,8 +489,8 @@ std::vector<uint32_t> Machine::iommu_groups() const {
   for (const auto& f : functions_)
     if (f.iommu_group) groups.push_back(*f.iommu_group);
   std::ranges::sort(groups);
-  auto [first, last] = std::ranges::unique(groups);
-  groups.erase(first, last);
+  // std::unique, not std::ranges::unique: clang 14 cannot instantiate libstdc++ 12's subrange (sanitizer builds).
+  groups.erase(std::unique(groups.begin(), groups.end()), groups.end());
   return groups;
 }
 

@@ -8,6 +8,7 @@ pkgs=(
   libcli11-dev libfmt-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   qemu-system-ppc
+  clang-14 libclang-rt-14-dev
   jq strace util-linux
 )
 missing=()
