@@ -112,6 +112,7 @@ Result<TceTable::OldEntry> TceTable::exchange(uint64_t index, uint64_t hpa, DmaD
     return fail(kENOMEM);
   }
   const uint64_t old = from_be(leaf.entries->exchange(to_be(perms ? (hpa | perms) : 0), std::memory_order_acq_rel));
+  count_live((perms != 0) - ((old & kTcePermMask) != 0));
   return OldEntry{old & ~kTcePermMask, tce_direction(old)};
 }
 
@@ -131,7 +132,9 @@ void TceTable::clear(uint64_t index, uint64_t n) {
     Leaf leaf = walk(hw_, index, /*alloc=*/false);
     const uint64_t step = std::min(n, leaf.count);
     if (leaf.entries) {
-      for (uint64_t i = 0; i < step; ++i) leaf.entries[i].store(0, std::memory_order_relaxed);
+      for (uint64_t i = 0; i < step; ++i) {
+        if (from_be(leaf.entries[i].exchange(0, std::memory_order_relaxed)) & kTcePermMask) count_live(-1);
+      }
     }
     index += step;
     n -= step;

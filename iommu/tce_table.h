@@ -76,6 +76,11 @@ class TceTable {
     if (tree.top) visit(tree.top, geometry_.levels - 1, 0, fn);
   }
 
+  // Valid entries (R or W set) in the hardware table. exchange() and clear() keep it; callers that write leaf
+  // entries directly through hw_leaf() report each entry they make valid (+1) or invalid (-1).
+  uint64_t live_entries() const { return live_entries_.load(std::memory_order_relaxed); }
+  void count_live(int64_t delta) { live_entries_.fetch_add(static_cast<uint64_t>(delta), std::memory_order_relaxed); }
+
   // Bytes of level blocks really allocated, hardware table and cache together.
   uint64_t allocated_bytes() const { return allocated_bytes_.load(std::memory_order_relaxed); }
   // Level blocks allocated so far (both trees).
@@ -118,6 +123,7 @@ class TceTable {
   Tree cache_;
   std::atomic<uint64_t> allocated_bytes_{0};
   std::atomic<uint64_t> allocated_blocks_{0};
+  std::atomic<uint64_t> live_entries_{0};
 };
 
 }  // namespace nv2pt::iommu

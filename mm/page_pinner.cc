@@ -9,6 +9,7 @@
 #include <string>
 
 #include "base/checked.h"
+#include "base/fault_injection.h"
 #include "base/host_page.h"
 
 namespace nv2pt::mm {
@@ -224,6 +225,7 @@ Result<void> PagePinner::pin(uint64_t ua, uint64_t npages, bool write) {
   if (next < *end) add_gap(next, *end);
 
   // Take every frame first, so that running out changes nothing.
+  if (!pieces.empty() && should_fail_allocation()) return fail(kENOMEM);
   struct NewExtent {
     uint64_t start;
     Extent e;

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "base/checked.h"
+#include "base/fault_injection.h"
 #include "base/host_page.h"
 
 namespace nv2pt::mm {
@@ -62,6 +63,10 @@ Result<RegionRef> Registry::add_regular(uint64_t ua, uint64_t entries) {
     undo();
     return fail(kEFAULT);
   }
+  if (should_fail_allocation()) {
+    undo();
+    return fail(kENOMEM);
+  }
   auto region = std::make_shared<RegisteredRegion>(
       ua, entries, RegisteredRegion::regular_page_shift(ua, entries, *shift), std::move(hpas));
   Result<RegionRef> inserted;
@@ -77,6 +82,7 @@ Result<RegionRef> Registry::add_device(uint64_t ua, uint64_t entries, uint64_t d
   NV2PT_TRY(registration_end(ua, entries));
   // The physical range must not wrap either (is_devmem computes its end).
   if (!checked_add(dev_hpa, entries << kHostPageShift)) return fail(kEINVAL);
+  if (should_fail_allocation()) return fail(kENOMEM);
   auto region = std::make_shared<RegisteredRegion>(ua, entries, dev_hpa);
   WriteLock lock(mu_);
   return insert(std::move(region));

@@ -67,10 +67,12 @@ InvariantReport check_invariants(const mm::AddressSpace& as, const std::vector<c
         }
       }
       // 2, 3, 4, 12: per TCE.
+      uint64_t valid_tces = 0;
       t.for_each_leaf(false, [&](uint64_t first, iommu::TceTable::Leaf leaf) {
         for (uint64_t i = 0; i < leaf.count && first + i < t.size(); ++i) {
           const uint64_t tce = iommu::from_be(leaf.entries[i].load(std::memory_order_relaxed));
           if (!(tce & iommu::kTcePermMask)) continue;
+          ++valid_tces;
           const uint64_t index = first + i;
           const uint64_t hpa = tce & ~iommu::kTcePermMask;
           if (hpa & (t.page_size() - 1)) violation(fmt::format("4: TCE {} of window {} is misaligned", index, w.slot));
@@ -99,6 +101,10 @@ InvariantReport check_invariants(const mm::AddressSpace& as, const std::vector<c
             violation(fmt::format("2: TCE {} of window {} does not point where its user address does", index, w.slot));
         }
       });
+      // The count the mapping limit (CVE-2019-3882) relies on.
+      if (valid_tces != t.live_entries())
+        violation(fmt::format("mapping limit: window {} counts {} live TCEs but holds {}", w.slot, t.live_entries(),
+                              valid_tces));
     }
   }
   // 2, 5: mapped − 1 counts exactly the TCEs into the region (over all containers given).

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "base/checked.h"
+#include "base/fault_injection.h"
 #include "base/host_page.h"
 
 namespace nv2pt::vfio {
@@ -39,6 +40,7 @@ Result<DmaDirection> direction_of(uint32_t flags) {
 Result<std::unique_ptr<SpaprTceIommu>> SpaprTceIommu::open(unsigned long type, Options options) {
   if (type != VFIO_SPAPR_TCE_IOMMU && type != VFIO_SPAPR_TCE_v2_IOMMU) return fail(kEINVAL);
   const Version version = type == VFIO_SPAPR_TCE_v2_IOMMU ? Version::kV2 : Version::kV1;
+  if (should_fail_allocation()) return fail(kENOMEM);  // tce_iommu_open's kzalloc
   return std::unique_ptr<SpaprTceIommu>(new SpaprTceIommu(version, options));
 }
 
@@ -84,6 +86,7 @@ Result<void> SpaprTceIommu::attach_group(Group& group) {
   Lock lock(mutex_);
   iommu::TableGroup* table_group = group.table_group();
   if (!table_group) return fail(kENODEV);
+  if (should_fail_allocation()) return fail(kENOMEM);  // the tce_iommu_group list node
   if (!groups_.empty() && !table_group->ddw_capable()) return fail(kEBUSY);
   for (Group* g : groups_) {
     if (g == &group) return fail(kEBUSY);
@@ -332,6 +335,10 @@ Result<void> SpaprTceIommu::register_memory(mm::AddressSpace& caller, const vfio
   } else {
     region = NV2PT_TRY(registry.add_regular(reg.vaddr, entries));
   }
+  if (should_fail_allocation()) {  // the container's list node (tce_iommu_prereg)
+    (void)registry.put(region);
+    return fail(kENOMEM);
+  }
   registrations_.push_back(std::move(region));
   enabled_ = true;  // permanently, as in the kernel
   return {};
@@ -399,6 +406,8 @@ Result<void> SpaprTceIommu::map_v2_locked(TceTable& table, uint64_t entry, uint6
     pending = 0;
   };
   uint64_t done = 0;
+  uint64_t live = live_tces_locked();
+  const bool near_limit = pages > options_.max_live_tces || live > options_.max_live_tces - pages;
   Errno error{0};
   while (done < pages && !error.value) {
     // One walk per leaf block, for the table and for its cache.
@@ -409,6 +418,7 @@ Result<void> SpaprTceIommu::map_v2_locked(TceTable& table, uint64_t entry, uint6
       break;
     }
     const uint64_t run = std::min(hw.count, pages - done);
+    uint64_t fresh_in_run = 0;
     uint64_t i = 0;
     for (; i < run; ++i) {
       const uint64_t ua = vaddr + (done + i) * page;
@@ -434,6 +444,13 @@ Result<void> SpaprTceIommu::map_v2_locked(TceTable& table, uint64_t entry, uint6
         error = kEPERM;
         break;
       }
+      // Only this container writes its tables, under mutex_: the entry cannot change between load and exchange.
+      // The load is needed only when this call could reach the limit.
+      if (near_limit && live >= options_.max_live_tces &&
+          !(iommu::from_be(hw.entries[i].load(std::memory_order_relaxed)) & iommu::kTcePermMask)) {
+        error = kENOSPC;
+        break;
+      }
       const uint64_t old = iommu::from_be(hw.entries[i].exchange(iommu::to_be(*hpa | perms)));
       // The cache word is a plain load and store, as the kernel's *pua: its old value matters only behind a valid
       // TCE, and one locked exchange per page (the TCE's) is what the hot path can afford.
@@ -444,8 +461,12 @@ Result<void> SpaprTceIommu::map_v2_locked(TceTable& table, uint64_t entry, uint6
       if (old & iommu::kTcePermMask) {
         flush();  // the old entry may point into `region` too: its count must be whole before it drops one
         drop_old_entry_v2(guard, page, iommu::tce_direction(old), old_ua);
+      } else {
+        ++fresh_in_run;
+        ++live;
       }
     }
+    table.count_live(static_cast<int64_t>(fresh_in_run));
     if (region) flush();
     done += i;
   }
@@ -474,7 +495,10 @@ Result<void> SpaprTceIommu::map_v1_locked(TceTable& table, uint64_t entry, uint6
     const uint64_t ua = vaddr + i * page;
     const uint64_t host_page = align_down(ua, kHostPageSize);
     Errno error{0};
-    if (!pinner.pin(host_page, 1, dir != DmaDirection::kToDevice)) {
+    const bool fresh = !(table.get(entry + i) & iommu::kTcePermMask);
+    if (fresh && live_tces_locked() >= options_.max_live_tces) {
+      error = kENOSPC;
+    } else if (!pinner.pin(host_page, 1, dir != DmaDirection::kToDevice)) {
       error = kEFAULT;
     } else {
       const uint64_t hpa = *pinner.ua_to_hpa(ua);
@@ -544,11 +568,13 @@ void SpaprTceIommu::clear_locked(TceTable& table, uint64_t entry, uint64_t pages
     TceTable::Leaf cache = v2 ? table.cache_leaf(entry, false) : hw;
     const uint64_t run = std::min(hw.count, pages);
     if (hw.entries && cache.entries) {
+      uint64_t cleared = 0;
       for (uint64_t i = 0; i < run; ++i) {
         // An empty entry needs no locked exchange: sparse windows are cleared at the cost of a read.
         if (!hw.entries[i].load(std::memory_order_relaxed)) continue;
         const uint64_t old = iommu::from_be(hw.entries[i].exchange(0));
         if (!(old & iommu::kTcePermMask)) continue;
+        ++cleared;
         if (v2) {
           const uint64_t ua = iommu::from_be(cache.entries[i].load(std::memory_order_relaxed));
           cache.entries[i].store(0, std::memory_order_relaxed);
@@ -563,6 +589,7 @@ void SpaprTceIommu::clear_locked(TceTable& table, uint64_t entry, uint64_t pages
           drop_old_entry_v1({old & ~iommu::kTcePermMask, iommu::tce_direction(old)});
         }
       }
+      table.count_live(-static_cast<int64_t>(cleared));
     }
     entry += run;
     pages -= run;
@@ -574,11 +601,19 @@ void SpaprTceIommu::clear_locked(TceTable& table, uint64_t entry, uint64_t pages
 
 namespace {
 
-// copy_from_user of the fixed part of a struct; EFAULT for a null pointer.
+// copy_from_user of a struct that starts with argsz: the kernel's minsz first, then whatever more of the struct the
+// user's argsz covers (INJECT_ERR's error, the DDW part of GET_INFO's buffer), never past argsz. The rest stays
+// zero. EFAULT for a null pointer.
 template <class T>
-Result<void> copy_in(unsigned long arg, T& value) {
+Result<void> copy_in(unsigned long arg, T& value, size_t minsz = sizeof(T)) {
   if (!arg) return fail(kEFAULT);
-  std::memcpy(&value, reinterpret_cast<const void*>(arg), sizeof(T));
+  value = T{};
+  const auto* user = reinterpret_cast<const uint8_t*>(arg);
+  std::memcpy(&value, user, minsz);
+  uint32_t argsz;
+  std::memcpy(&argsz, user, sizeof(argsz));
+  if (argsz > minsz) std::memcpy(reinterpret_cast<uint8_t*>(&value) + minsz, user + minsz,
+                                 std::min<size_t>(argsz, sizeof(T)) - minsz);
   return {};
 }
 
@@ -589,7 +624,7 @@ Result<long> SpaprTceIommu::ioctl(mm::AddressSpace& caller, unsigned long cmd, u
     case VFIO_CHECK_EXTENSION: return check_extension(arg, options_.eeh_enabled);
     case VFIO_IOMMU_SPAPR_TCE_GET_INFO: {
       vfio_iommu_spapr_tce_info info;
-      NV2PT_TRY(copy_in(arg, info));
+      NV2PT_TRY(copy_in(arg, info, offsetofend(vfio_iommu_spapr_tce_info, dma32_window_size)));
       NV2PT_TRY(get_info(caller, info));
       const size_t len = info.argsz >= sizeof(info) ? sizeof(info)
                                                     : offsetofend(vfio_iommu_spapr_tce_info, dma32_window_size);
@@ -612,7 +647,7 @@ Result<long> SpaprTceIommu::ioctl(mm::AddressSpace& caller, unsigned long cmd, u
     case VFIO_IOMMU_DISABLE: NV2PT_TRY(disable(caller)); return 0;
     case VFIO_EEH_PE_OP: {
       vfio_eeh_pe_op op;
-      NV2PT_TRY(copy_in(arg, op));
+      NV2PT_TRY(copy_in(arg, op, offsetofend(vfio_eeh_pe_op, op)));
       return eeh_pe_op(caller, op);
     }
     case VFIO_IOMMU_SPAPR_REGISTER_MEMORY:
@@ -676,6 +711,17 @@ std::vector<Group*> SpaprTceIommu::groups() const {
 mm::AddressSpace* SpaprTceIommu::address_space() const {
   Lock lock(mutex_);
   return mm_;
+}
+
+uint64_t SpaprTceIommu::live_tces() const {
+  Lock lock(mutex_);
+  return live_tces_locked();
+}
+
+uint64_t SpaprTceIommu::live_tces_locked() const {
+  uint64_t live = 0;
+  for (const Window& w : windows_) live += w.view ? w.view->live_entries() : 0;
+  return live;
 }
 
 uint64_t SpaprTceIommu::charged_pages() const {

@@ -28,6 +28,11 @@ class SpaprTceIommu {
   struct Options {
     uint64_t max_alloc_bytes = iommu::kDefaultMaxAllocBytes;  // largest physically contiguous table block
     bool eeh_enabled = true;                                   // the host has EEH (CHECK_EXTENSION(VFIO_EEH))
+    // Live TCEs one container may hold over all its windows (CVE-2019-3882: type1 had no bound on its mappings
+    // and got dma_entry_limit, 65535 mappings). A MAP_DMA that would pass it fails with ENOSPC and maps nothing.
+    // 2^24 TCEs: 1 TiB of 64 KiB pages, enough for the whole default machine (six GPUs' 128 GiB GPU-RAM windows
+    // plus guest RAM) in one container; what they cost the model (16 B per TCE) stays bounded at 256 MiB.
+    uint64_t max_live_tces = uint64_t{1} << 24;
   };
 
   // VFIO_SET_IOMMU's open: type 2 (v1) or 7 (v2), EINVAL otherwise.
@@ -78,6 +83,8 @@ class SpaprTceIommu {
   mm::AddressSpace* address_space() const;
   // Locked-memory pages this container charged: tables plus the v1 ENABLE charge (not its registrations).
   uint64_t charged_pages() const;
+  // Valid TCEs over every window, the count Options::max_live_tces bounds.
+  uint64_t live_tces() const;
 
  private:
   explicit SpaprTceIommu(Version version, Options options) : version_(version), options_(options) {}
@@ -111,6 +118,7 @@ class SpaprTceIommu {
   void drop_old_entry_v1(const iommu::TceTable::OldEntry& old);
 
   void detach_group_locked(Group& group);
+  uint64_t live_tces_locked() const;
 
   const Version version_;
   const Options options_;
