@@ -48,12 +48,14 @@ struct PciDevice::State {
   explicit State(platform::PciDeviceModel& model) : config(model) {}
 
   struct Mapping {
+    mm::AddressSpace* as;  // whose pinner knows it as a special (PFN) mapping
     uint64_t ua;
     uint64_t length;
     int region;  // 0..5 BAR, >= 9 extra
     uint64_t pos = 0;      // BAR: offset into the BAR
     int prot = 0;          // BAR: the user's protection
     bool decoded = true;   // BAR: whether the mapping reaches the device (memory decode was on)
+    bool revoked = false;  // the device was released while mapped: the range raises SIGBUS until munmap
   };
   struct IrqState {
     std::vector<int> fds;  // our references to the user's eventfds
@@ -66,7 +68,6 @@ struct PciDevice::State {
   std::vector<std::unique_ptr<ExtraRegion>> extra;
   std::array<IrqState, VFIO_PCI_NUM_IRQS> irqs;
   std::vector<Mapping> mappings;
-  mm::AddressSpace* opener = nullptr;
 
   void close_irqs(unsigned index) {
     for (int fd : irqs[index].fds) {
@@ -95,11 +96,11 @@ platform::PciDeviceModel& PciDevice::model() const { return *hardware_.device(ad
 
 // --- open / release (vfio_pci_enable / vfio_pci_disable) ---
 
-Result<void> PciDevice::open(mm::AddressSpace& caller, std::optional<uint64_t> kvm_lpid) {
+// The caller is not kept: every mapping records the address space that made it.
+Result<void> PciDevice::open(mm::AddressSpace& /*caller*/, std::optional<uint64_t> kvm_lpid) {
   std::lock_guard lock(state_->mutex);
   if (state_->open_count++ > 0) return {};
   state_->config.reset_virtual_state();
-  state_->opener = &caller;
   // Enable hooks in kernel order: NVIDIA vendor -> GPU RAM, IBM vendor -> ATSD. ENODEV: not an NVLink2 device.
   Result<std::unique_ptr<ExtraRegion>> region = fail(kENODEV);
   if (function_.vendor_id == 0x10de && function_.kind == platform::PciFunctionKind::kGpu) {
@@ -120,11 +121,27 @@ Result<void> PciDevice::open(mm::AddressSpace& caller, std::optional<uint64_t> k
 void PciDevice::release() {
   std::lock_guard lock(state_->mutex);
   if (state_->open_count == 0 || --state_->open_count > 0) return;
+  revoke_mappings();  // before the extra regions go: their mappings are unhooked through them
   for (auto& region : state_->extra) region->release();
   state_->extra.clear();
   for (unsigned i = 0; i < VFIO_PCI_NUM_IRQS; ++i) state_->close_irqs(i);
-  // Mappings the user still holds stay valid memory; they are simply no longer ours to track.
-  state_->mappings.clear();
+}
+
+void PciDevice::revoke_mappings() {
+  // In the kernel a mapping holds the device file open, so the device cannot be released under it. Here the
+  // client's mapping outlives the device: it is cut off from the device (and from the GPU-RAM fault service,
+  // which forgets it) and raises SIGBUS until the client unmaps it. It stays a special mapping, so it cannot be
+  // pinned, and its record stays, so the client's munmap is still heard.
+  for (State::Mapping& m : state_->mappings) {
+    if (m.revoked) continue;
+    if (m.region >= static_cast<int>(VFIO_PCI_NUM_REGIONS)) {
+      const size_t i = m.region - VFIO_PCI_NUM_REGIONS;
+      if (i < state_->extra.size()) state_->extra[i]->munmap(reinterpret_cast<void*>(m.ua), m.length);
+      (void)m.as->pinner().add_special_mapping(m.ua, m.length);
+    }
+    (void)::mmap(reinterpret_cast<void*>(m.ua), m.length, m.prot, MAP_SHARED | MAP_FIXED, empty_memfd(), 0);
+    m.revoked = true;
+  }
 }
 
 int PciDevice::open_count() const {
@@ -390,7 +407,7 @@ void PciDevice::reset_function(platform::PciDeviceModel::ResetKind kind) {
 void PciDevice::update_bar_mappings() {
   const bool decoded = state_->config.memory_enabled();
   for (State::Mapping& m : state_->mappings) {
-    if (m.region > static_cast<int>(VFIO_PCI_BAR5_REGION_INDEX) || m.decoded == decoded) continue;
+    if (m.region > static_cast<int>(VFIO_PCI_BAR5_REGION_INDEX) || m.revoked || m.decoded == decoded) continue;
     // Same address, same length: the user's pointer stays valid, only what backs it changes.
     const int fd = decoded ? model().bar_fd(m.region) : empty_memfd();
     void* p = ::mmap(reinterpret_cast<void*>(m.ua), m.length, m.prot, MAP_SHARED | MAP_FIXED, fd,
@@ -467,8 +484,8 @@ Result<void*> PciDevice::mmap(mm::AddressSpace& caller, void* addr, size_t lengt
                      decoded ? static_cast<off_t>(pos) : 0);
     if (mapping == MAP_FAILED) return fail(Errno{errno});
     (void)caller.pinner().add_special_mapping(reinterpret_cast<uint64_t>(mapping), length);
-    state_->mappings.push_back({reinterpret_cast<uint64_t>(mapping), length, static_cast<int>(index), pos, prot,
-                                decoded});
+    state_->mappings.push_back({&caller, reinterpret_cast<uint64_t>(mapping), length, static_cast<int>(index), pos,
+                                prot, decoded});
     return mapping;
   } else if (index < VFIO_PCI_NUM_REGIONS) {
     return fail(kEINVAL);
@@ -478,7 +495,7 @@ Result<void*> PciDevice::mmap(mm::AddressSpace& caller, void* addr, size_t lengt
     if (!(region.flags() & VFIO_REGION_INFO_FLAG_MMAP)) return fail(kEINVAL);
     mapping = NV2PT_TRY(region.mmap(caller, fixed, length, prot, pos >> 16));
   }
-  state_->mappings.push_back({reinterpret_cast<uint64_t>(mapping), length, static_cast<int>(index)});
+  state_->mappings.push_back({&caller, reinterpret_cast<uint64_t>(mapping), length, static_cast<int>(index), 0, prot});
   return mapping;
 }
 
@@ -490,11 +507,11 @@ void PciDevice::munmap(void* addr, size_t length) {
       ++it;
       continue;
     }
-    if (it->region >= static_cast<int>(VFIO_PCI_NUM_REGIONS)) {
+    if (it->region >= static_cast<int>(VFIO_PCI_NUM_REGIONS) && !it->revoked) {
       const size_t i = it->region - VFIO_PCI_NUM_REGIONS;
       if (i < state_->extra.size()) state_->extra[i]->munmap(reinterpret_cast<void*>(it->ua), it->length);
-    } else if (state_->opener) {
-      (void)state_->opener->pinner().remove_special_mapping(it->ua, it->length);
+    } else {
+      (void)it->as->pinner().remove_special_mapping(it->ua, it->length);
     }
     it = state_->mappings.erase(it);
   }

@@ -86,6 +86,8 @@ class PciDevice {
   // Memory decode switched (command register, reset): BAR mmaps follow it, reaching the device only while it is
   // on (CVE-2020-12888). Called with the state's mutex held.
   void update_bar_mappings();
+  // Device disable with mappings still in place: they stop reaching the device. Mutex held.
+  void revoke_mappings();
   Result<size_t> access(std::byte* buf, size_t count, uint64_t offset, bool write);
 
   const platform::Machine& machine_;
