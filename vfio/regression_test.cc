@@ -243,6 +243,44 @@ TEST_F(Regression, CVE_2020_12888_BarMmapWithMemoryDecodeOffRaisesSigbus) {
   munmap(*late, bar0.size);
 }
 
+// Found while writing the fuzzer: device release dropped the records of mappings the client still held, so the
+// GPU-RAM fault service kept a stale mapping, the pinner kept stale special ranges and the client's munmap went
+// unheard. Release now revokes them: SIGBUS on access, unpinnable, forgotten at the client's munmap.
+TEST_F(Regression, DeviceReleaseWhileMappedRevokesTheMappings) {
+  attach();
+  PciDevice* gpu = open_gpu();
+  set_command(gpu, 0x2);
+  vfio_region_info bar0{sizeof(bar0)}, nv2{sizeof(nv2)};
+  bar0.index = VFIO_PCI_BAR0_REGION_INDEX;
+  nv2.index = 9;
+  ASSERT_TRUE(device_ioctl(gpu, VFIO_DEVICE_GET_REGION_INFO, &bar0));
+  ASSERT_TRUE(device_ioctl(gpu, VFIO_DEVICE_GET_REGION_INFO, &nv2));
+  void* bar = gpu->mmap(as_, nullptr, bar0.size, PROT_READ, MAP_SHARED, bar0.offset).value();
+  void* ram = gpu->mmap(as_, nullptr, nv2.size, PROT_READ | PROT_WRITE, MAP_SHARED, nv2.offset).value();
+  group_->device_released(*gpu);
+  EXPECT_TRUE(gpu->owns_mapping(bar, 1));
+  for (void* p : {bar, ram}) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      (void)*static_cast<volatile uint8_t*>(p);
+      _exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS) << "status " << status;
+    const uint64_t ua = (reinterpret_cast<uint64_t>(p) + 64 * KiB - 1) & ~(64 * KiB - 1);  // inside either
+    vfio_iommu_spapr_register_memory reg{24, 0, ua, 64 * KiB};
+    EXPECT_EQ(container_ioctl(VFIO_IOMMU_SPAPR_REGISTER_MEMORY, &reg).error(), kEFAULT);
+  }
+  gpu->munmap(bar, bar0.size);
+  gpu->munmap(ram, nv2.size);
+  munmap(bar, bar0.size);
+  munmap(ram, nv2.size);
+  EXPECT_FALSE(gpu->owns_mapping(bar, 1));
+  EXPECT_FALSE(as_.pinner().is_special(reinterpret_cast<uint64_t>(bar), bar0.size));
+  EXPECT_FALSE(as_.pinner().is_special(reinterpret_cast<uint64_t>(ram), nv2.size));
+}
+
 // CVE-2024-26810: INTx mask/unmask raced with SET_IRQS changing the trigger eventfd, so the mask path could use
 // a trigger being freed. Here the device's IRQ state is changed and used only under its lock: masking,
 // unmasking, swapping and disabling the trigger and firing it run concurrently without a use of a stale eventfd
