@@ -304,6 +304,8 @@ Result<long> PciDevice::set_irqs(unsigned long arg) {
   const bool intx = hdr.index == VFIO_PCI_INTX_IRQ_INDEX;
   if (action == VFIO_IRQ_SET_ACTION_MASK || action == VFIO_IRQ_SET_ACTION_UNMASK) {
     if (!intx) return fail(kENOTTY);  // only INTx can be masked through vfio-pci
+    // vfio_pci_set_intx_mask/unmask take exactly vector 0; with count 0 the BOOL below would be read past argsz.
+    if (hdr.start != 0 || hdr.count != 1) return fail(kEINVAL);
     if (irq.fds.empty()) return 0;
     bool set = true;
     if (element == 1) set = data[0];

@@ -243,6 +243,32 @@ TEST_F(Regression, CVE_2020_12888_BarMmapWithMemoryDecodeOffRaisesSigbus) {
   munmap(*late, bar0.size);
 }
 
+// Found with the UAPI fuzzer's poisoned argument buffer: an INTx MASK/UNMASK with DATA_BOOL and count 0 read its
+// BOOL past argsz. The kernel takes exactly vector 0 (start 0, count 1) for these and so does the model now.
+TEST_F(Regression, IntxMaskWithCountZeroReadsNothingPastArgsz) {
+  attach();
+  PciDevice* gpu = open_gpu();
+  opened_.push_back(gpu);
+  IrqSet trigger(VFIO_PCI_INTX_IRQ_INDEX, 0, 1, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, 1);
+  trigger.fds()[0] = eventfd(0, EFD_CLOEXEC);
+  ASSERT_TRUE(device_ioctl(gpu, VFIO_DEVICE_SET_IRQS, trigger.buf.data()));
+  ::close(trigger.fds()[0]);
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  void* p = mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  ASSERT_EQ(mprotect(static_cast<uint8_t*>(p) + page, page, PROT_NONE), 0);
+  for (uint32_t action : {VFIO_IRQ_SET_ACTION_MASK, VFIO_IRQ_SET_ACTION_UNMASK}) {
+    const vfio_irq_set set{sizeof(vfio_irq_set), VFIO_IRQ_SET_DATA_BOOL | action, VFIO_PCI_INTX_IRQ_INDEX, 0, 0};
+    uint8_t* at = static_cast<uint8_t*>(p) + page - sizeof(set);  // the header ends where the memory does
+    std::memcpy(at, &set, sizeof(set));
+    EXPECT_EQ(device_ioctl(gpu, VFIO_DEVICE_SET_IRQS, at).error(), kEINVAL);
+  }
+  IrqSet mask(VFIO_PCI_INTX_IRQ_INDEX, 0, 1, VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_MASK, 1);
+  mask.buf[sizeof(vfio_irq_set)] = 1;
+  EXPECT_TRUE(device_ioctl(gpu, VFIO_DEVICE_SET_IRQS, mask.buf.data()));
+  munmap(p, 2 * page);
+}
+
 // Found while writing the fuzzer: device release dropped the records of mappings the client still held, so the
 // GPU-RAM fault service kept a stale mapping, the pinner kept stale special ranges and the client's munmap went
 // unheard. Release now revokes them: SIGBUS on access, unpinnable, forgotten at the client's munmap.
