@@ -1,0 +1,128 @@
+// The byte encoding of the UAPI sequence fuzzer's input, shared by the fuzz target and the seed-corpus generator.
+//
+// An input is a list of operations. Each starts with one opcode byte (taken modulo kOpCount); its operands follow
+// as little-endian integers, read front to back. An input that ends early reads zeros, so every byte string is a
+// valid program.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace nv2pt::fuzz {
+
+enum Op : uint8_t {
+  kOpenContainer,    // -
+  kCloseContainer,   // u8 slot
+  kOpenGroup,        // u8 group (index into the host's group ids, or a raw id when >= 0x80)
+  kCloseGroup,       // u8 slot
+  kSetContainer,     // u8 group slot, u8 container slot
+  kUnsetContainer,   // u8 group slot
+  kSetIommu,         // u8 container slot, u8 type (2 v1, 7 v2, else raw)
+  kContainerIoctl,   // u8 container slot, u8 call, u8 argsz mode, then the call's fields (see fuzz target)
+  kGetDeviceFd,      // u8 group slot, u8 member (>= 0x80: a bad name)
+  kCloseDevice,      // u8 slot
+  kDeviceIoctl,      // u8 device slot, u8 call, u8 argsz mode, then fields
+  kDeviceAccess,     // u8 device slot, u8 write, u8 region index, u8 pos mode, u64 pos, u16 count, data
+  kDeviceMmap,       // u8 device slot, u8 region index, u8 length mode, u64 length, u64 offset-in-region,
+                     // u8 unaligned, u8 read-only, u8 flags (0 mod 8: MAP_PRIVATE)
+  kMunmap,           // u8 mapping slot
+  kOpCount,
+};
+
+// Container calls (kContainerIoctl's second operand, modulo the count).
+enum ContainerCall : uint8_t {
+  kApiVersion,
+  kCheckExtension,
+  kGetInfo,
+  kMapDma,
+  kUnmapDma,
+  kRegister,
+  kUnregister,
+  kEnable,
+  kDisable,
+  kEehOp,
+  kTceCreate,
+  kTceRemove,
+  kRawContainerCall,
+  kContainerCallCount,
+};
+
+// Device calls (kDeviceIoctl's second operand).
+enum DeviceCall : uint8_t {
+  kDeviceInfo,
+  kRegionInfo,
+  kIrqInfo,
+  kSetIrqs,
+  kReset,
+  kHotResetInfo,
+  kHotReset,
+  kRawDeviceCall,
+  kDeviceCallCount,
+};
+
+// argsz mode: 0 the structure's own size (the common, valid case), 1 one byte short, 2 a random u16, 3 larger.
+enum ArgszMode : uint8_t { kArgszExact, kArgszShort, kArgszRandom, kArgszLarge, kArgszModeCount };
+
+// Where a vaddr operand points (u8 before the u64 value): the fuzzer keeps its own buffers and an inaccessible
+// hole, so that pinning never touches memory it does not own.
+enum AddressMode : uint8_t {
+  kPoolBuffer,  // value: buffer index (low byte) and 64 KiB page offset (next bytes)
+  kMapping,     // value: mapping slot (low byte) and offset
+  kHole,        // value: page offset into a PROT_NONE reservation
+  kKernelHalf,  // value | 1 << 63: never mapped in user space
+  kRawAddress,  // value as is, but only used where nothing is dereferenced or pinned (MAP/UNMAP/UNREGISTER)
+  kAddressModeCount,
+};
+
+// Writes an input in the encoding above.
+class InputWriter {
+ public:
+  InputWriter& op(Op o) { return u8(o); }
+  InputWriter& u8(uint8_t v) { return raw(&v, 1); }
+  InputWriter& u16(uint16_t v) { return raw(&v, 2); }
+  InputWriter& u32(uint32_t v) { return raw(&v, 4); }
+  InputWriter& u64(uint64_t v) { return raw(&v, 8); }
+  InputWriter& raw(const void* p, size_t n) {
+    const auto* b = static_cast<const uint8_t*>(p);
+    bytes_.insert(bytes_.end(), b, b + n);  // little-endian host (x86-64, ppc64le)
+    return *this;
+  }
+  const std::vector<uint8_t>& bytes() const { return bytes_; }
+
+ private:
+  std::vector<uint8_t> bytes_;
+};
+
+// Reads it back; zeros past the end.
+class InputReader {
+ public:
+  InputReader(const uint8_t* data, size_t size) : data_(data), size_(size) {}
+  bool done() const { return pos_ >= size_; }
+  uint8_t u8() { return read<uint8_t>(); }
+  uint16_t u16() { return read<uint16_t>(); }
+  uint32_t u32() { return read<uint32_t>(); }
+  uint64_t u64() { return read<uint64_t>(); }
+  // Up to n bytes of payload (fewer if the input ends).
+  size_t bytes(void* out, size_t n) {
+    const size_t take = pos_ < size_ ? std::min(n, size_ - pos_) : 0;
+    if (take) std::memcpy(out, data_ + pos_, take);
+    pos_ += take;
+    return take;
+  }
+
+ private:
+  template <class T>
+  T read() {
+    T v{};
+    bytes(&v, sizeof(T));
+    return v;
+  }
+  const uint8_t* data_;
+  size_t size_;
+  size_t pos_ = 0;
+};
+
+}  // namespace nv2pt::fuzz

@@ -1,0 +1,180 @@
+// Writes the seed corpus of the UAPI sequence fuzzer: the QEMU 7.2 realize-and-reset sequence for one GPU and its
+// two bridges (the steps of vfio/qemu_sequence_test.cc) in the fuzzer's encoding, and variants of it (closes in
+// other orders, link training and GPU-RAM access, v1, short argsz). Usage: uapi_sequence_corpus <directory>.
+#include <linux/vfio.h>
+
+#include <cstdio>
+#include <string>
+
+#include "fuzz/uapi_sequence.h"
+#include "platform/npu2_bridge.h"
+
+namespace nv2pt::fuzz {
+namespace {
+
+constexpr uint8_t kGroup4 = 0;  // index 0 of the host's group ids (4, 5, 6, 10, 11, 12)
+constexpr uint8_t kGpu = 0, kBridge0 = 1, kBridge1 = 2;  // device slots, in group member order
+constexpr uint8_t kGpuBar0Map = 0, kGpuRamMap = 1;       // mapping slots
+
+struct Seq : InputWriter {
+  // The writer's calls again, returning Seq& so that the helpers below chain with them.
+  Seq& op(Op o) { return self(InputWriter::op(o)); }
+  Seq& u8(uint8_t v) { return self(InputWriter::u8(v)); }
+  Seq& u16(uint16_t v) { return self(InputWriter::u16(v)); }
+  Seq& u32(uint32_t v) { return self(InputWriter::u32(v)); }
+  Seq& u64(uint64_t v) { return self(InputWriter::u64(v)); }
+  Seq& raw(const void* p, size_t n) { return self(InputWriter::raw(p, n)); }
+  Seq& self(InputWriter&) { return *this; }
+
+  Seq& container_call(uint8_t call) { return (op(kContainerIoctl).u8(0).u8(call)); }
+  Seq& exact() { return (u8(kArgszExact)); }
+  Seq& pool_address(uint8_t buffer, uint64_t page) {
+    return (u8(kPoolBuffer).u64(buffer | page << 8));
+  }
+  Seq& mapping_address(uint8_t slot) { return (u8(kMapping).u64(slot)); }
+  Seq& device_call(uint8_t slot, uint8_t call) { return (op(kDeviceIoctl).u8(slot).u8(call)); }
+  Seq& region_info(uint8_t slot, uint8_t index) {
+    return (device_call(slot, kRegionInfo).u8(index).exact());
+  }
+  // SET_IRQS TRIGGER with one of the fuzzer's eventfds (argsz = header + 4).
+  Seq& eventfd_trigger(uint8_t slot, uint8_t index) {
+    device_call(slot, kSetIrqs).u16(VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER).u8(index).u32(0).u32(1);
+    return (u8(kArgszLarge).u8(4).u8(1));
+  }
+  Seq& config_write(uint8_t slot, uint16_t pos, uint32_t value, uint16_t size) {
+    op(kDeviceAccess).u8(slot).u8(1).u8(VFIO_PCI_CONFIG_REGION_INDEX).u8(0).u64(pos).u16(size);
+    return (raw(&value, size));
+  }
+  Seq& config_read(uint8_t slot, uint16_t pos, uint16_t size) {
+    return (op(kDeviceAccess).u8(slot).u8(0).u8(VFIO_PCI_CONFIG_REGION_INDEX).u8(0).u64(pos).u16(size));
+  }
+  Seq& mmap_region(uint8_t slot, uint8_t index, uint8_t length_mode) {
+    return (op(kDeviceMmap).u8(slot).u8(index).u8(length_mode).u64(0).u64(0).u8(0).u8(0).u8(1));
+  }
+};
+
+// §2.3 steps 1-13: group, container, v2, guest RAM registration, DDW info, default window removed.
+void setup(Seq& s) {
+  s.op(kOpenGroup).u8(kGroup4);
+  s.op(kOpenContainer);
+  s.container_call(kApiVersion);
+  s.container_call(kCheckExtension).u8(VFIO_SPAPR_TCE_v2_IOMMU);
+  s.op(kSetContainer).u8(0).u8(0);
+  s.op(kSetIommu).u8(0).u8(VFIO_SPAPR_TCE_v2_IOMMU);
+  s.container_call(kRegister).u8(0).pool_address(0, 0).u64(4 << 20).exact();
+  s.container_call(kGetInfo).exact();
+  s.container_call(kTceRemove).u8(0).u64(0).exact();
+}
+
+// Steps 14-24 for one device: info, every region, config, BAR0 and region 9 mmaps (GPU), IRQs.
+void realize(Seq& s, uint8_t member, bool gpu) {
+  s.op(kGetDeviceFd).u8(0).u8(member);
+  s.device_call(member, kDeviceInfo).exact();
+  for (uint8_t i = 0; i < 10; ++i) s.region_info(member, i);
+  s.config_read(member, 0, 256);
+  if (gpu) s.mmap_region(member, VFIO_PCI_BAR0_REGION_INDEX, 0);
+  s.mmap_region(member, 9, 0);
+  s.eventfd_trigger(member, VFIO_PCI_INTX_IRQ_INDEX);
+  s.eventfd_trigger(member, VFIO_PCI_ERR_IRQ_INDEX);
+  s.eventfd_trigger(member, VFIO_PCI_REQ_IRQ_INDEX);
+}
+
+// The first machine reset and what follows it: command 0, INTx off, reset, window, GPU RAM registration, EEH,
+// guest TCE traffic.
+void reset_and_map(Seq& s) {
+  for (uint8_t d : {kBridge1, kBridge0, kGpu}) {
+    s.config_write(d, 4, 0, 2);
+    s.device_call(d, kSetIrqs).u16(VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER).u8(0).u32(0).u32(0).exact().u8(1);
+    s.device_call(d, kReset);
+    s.eventfd_trigger(d, VFIO_PCI_INTX_IRQ_INDEX);
+  }
+  s.container_call(kTceCreate).u8(0).u8(16).u64(1ull << 32).u8(2).exact();
+  s.container_call(kRegister).u8(0).mapping_address(kGpuRamMap).u64(128ull << 30).exact();
+  s.container_call(kEehOp).u8(0).u8(VFIO_EEH_PE_ENABLE).u32(0).u32(0).u64(0).u64(0).exact();
+  s.container_call(kMapDma).u8(3).pool_address(0, 0).u64(0).u64(4 << 20).exact();
+  s.container_call(kMapDma).u8(3).mapping_address(kGpuRamMap).u64(1ull << 31).u64(256 << 20).exact();
+  s.container_call(kUnmapDma).u8(0).u64(0).u64(1 << 20).exact();
+}
+
+// skiboot's link training through each bridge's config space, then GPU RAM through pread/pwrite.
+void train_and_touch(Seq& s) {
+  for (uint8_t b : {kBridge0, kBridge1}) {
+    for (uint32_t procedure : {4u, 5u, 6u, 9u}) {
+      s.config_write(b, platform::Npu2Bridge::kProcControl, procedure, 4);
+      for (int poll = 0; poll < 4; ++poll) s.config_read(b, platform::Npu2Bridge::kProcStatus, 4);
+    }
+  }
+  const uint32_t word = 0x12345678;
+  s.op(kDeviceAccess).u8(kGpu).u8(1).u8(9).u8(0).u64(0x1234).u16(4).raw(&word, 4);
+  s.op(kDeviceAccess).u8(kGpu).u8(0).u8(9).u8(0).u64(0x1234).u16(4);
+}
+
+void close_like_qemu(Seq& s) {
+  for (uint8_t m = 0; m < 4; ++m) s.op(kMunmap).u8(m);
+  for (uint8_t d : {kGpu, kBridge0, kBridge1}) s.op(kCloseDevice).u8(d);
+  s.op(kCloseGroup).u8(0);
+  s.op(kCloseContainer).u8(0);
+}
+
+void close_container_first(Seq& s) {
+  s.op(kCloseContainer).u8(0);
+  s.op(kCloseGroup).u8(0);
+  for (uint8_t d : {kBridge1, kGpu, kBridge0}) s.op(kCloseDevice).u8(d);
+  for (uint8_t m = 0; m < 4; ++m) s.op(kMunmap).u8(m);
+}
+
+bool write_file(const std::string& path, const std::vector<uint8_t>& bytes) {
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) return false;
+  const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  return std::fclose(f) == 0 && ok;
+}
+
+}  // namespace
+}  // namespace nv2pt::fuzz
+
+int main(int argc, char** argv) {
+  using namespace nv2pt::fuzz;
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s <corpus directory>\n", argv[0]);
+    return 2;
+  }
+  const std::string dir = argv[1];
+  auto qemu = [](bool train) {
+    Seq s;
+    setup(s);
+    realize(s, kGpu, true);
+    realize(s, kBridge0, false);
+    realize(s, kBridge1, false);
+    reset_and_map(s);
+    if (train) train_and_touch(s);
+    return s;
+  };
+  Seq plain = qemu(false);
+  close_like_qemu(plain);
+  Seq reversed = qemu(false);
+  close_container_first(reversed);
+  Seq trained = qemu(true);
+  close_like_qemu(trained);
+  Seq v1;  // a v1 container refuses the NVLink group; its calls then fail in every way
+  v1.op(kOpenGroup).u8(kGroup4).op(kOpenContainer).op(kSetContainer).u8(0).u8(0).op(kSetIommu).u8(0).u8(2);
+  v1.container_call(kEnable);
+  v1.container_call(kMapDma).u8(3).pool_address(1, 0).u64(0).u64(1 << 16).exact();
+  v1.container_call(kDisable);
+  Seq short_args;  // every container call with argsz one byte short
+  setup(short_args);
+  short_args.container_call(kGetInfo).u8(kArgszShort);
+  short_args.container_call(kMapDma).u8(3).pool_address(0, 0).u64(0).u64(1 << 16).u8(kArgszShort);
+  short_args.container_call(kTceCreate).u8(0).u8(16).u64(1ull << 32).u8(2).u8(kArgszShort);
+  short_args.container_call(kUnregister).u8(0).pool_address(0, 0).u64(4 << 20).u8(kArgszShort);
+  const std::pair<const char*, const Seq*> seeds[] = {
+      {"qemu-7.2", &plain}, {"qemu-7.2-close-container-first", &reversed}, {"qemu-7.2-train-and-touch", &trained},
+      {"v1-container", &v1}, {"short-argsz", &short_args}};
+  for (auto [name, seq] : seeds) {
+    if (!write_file(dir + "/" + name, seq->bytes())) {
+      std::perror(name);
+      return 1;
+    }
+  }
+  return 0;
+}

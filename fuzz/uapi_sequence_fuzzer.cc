@@ -1,0 +1,528 @@
+// libFuzzer target: one input is a sequence of VFIO calls (uapi_sequence.h) against a fresh vfio::Host over the
+// default machine: container and group fds opened, attached and closed in any order, every container ioctl, device
+// fds with their ioctls, pread/pwrite and mmap, all with random argsz and fields. After every call the §4
+// invariants must hold over the address space and the live containers; once everything is closed nothing may stay
+// locked, pinned or registered (but device memory kept by §6 Q24). Any violation aborts with the report.
+//
+// Memory the model pins or dereferences is always the fuzzer's own: vaddrs come from a pool of buffers, the
+// client's own mappings of device regions, a PROT_NONE hole, or the kernel half of the address space; raw values
+// go only where nothing is touched. Every ioctl argument points into a 128 KiB buffer of which only what the
+// client hands over is addressable: max(argsz, the kernel's minsz) bytes; the rest is poisoned, so ASan reports
+// any read or write past what the kernel would copy. The HMI policy is `log` (`fatal` raises SIGBUS by design).
+#include <sanitizer/asan_interface.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "base/host_page.h"
+#include "fuzz/uapi_sequence.h"
+#include "vfio/host.h"
+#include "vfio/invariant_checker.h"
+
+namespace nv2pt::fuzz {
+namespace {
+
+constexpr size_t kSlots = 4;
+constexpr size_t kPoolBuffers = 4;
+constexpr uint64_t kPoolBufferSize = 4ull << 20;
+constexpr uint64_t kHoleSize = 16ull << 20;
+constexpr size_t kArgBufferSize = 128 << 10;  // > any argsz (u16) plus the largest header
+constexpr size_t kEventfds = 4;
+
+// Process-lifetime resources: the buffers registrations may pin, the hole, eventfds for SET_IRQS.
+struct Pool {
+  Pool() {
+    for (auto& b : buffers) b = reserve(kPoolBufferSize, PROT_READ | PROT_WRITE);
+    hole = reserve(kHoleSize, PROT_NONE);
+    for (int& fd : eventfds) fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    arg = static_cast<uint8_t*>(std::aligned_alloc(64, kArgBufferSize));
+  }
+  // 64 KiB aligned, never freed.
+  static uint64_t reserve(uint64_t size, int prot) {
+    void* p = mmap(nullptr, size + kHostPageSize, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) abort();
+    return (reinterpret_cast<uint64_t>(p) + kHostPageSize - 1) & ~(kHostPageSize - 1);
+  }
+  std::array<uint64_t, kPoolBuffers> buffers;
+  uint64_t hole;
+  std::array<int, kEventfds> eventfds;
+  uint8_t* arg;
+};
+
+Pool& pool() {
+  static Pool p;
+  return p;
+}
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "nv2pt fuzz: %s\n", what.c_str());
+  std::fflush(stderr);
+  abort();
+}
+
+std::unique_ptr<vfio::Host> make_host() {
+  vfio::HostOptions options;
+  options.hardware.hmi_policy = platform::HmiPolicy::kLog;
+  auto h = vfio::Host::create(platform::Machine::load_default(), options);
+  if (!h) die("Host::create failed");
+  return std::move(*h);
+}
+
+// One host for every input: creating one (six GPU-RAM memfds and their fault-service threads, the device tree)
+// costs more than most inputs. Each input closes everything it opened, so only hardware state (link training,
+// GPU-RAM contents, the HMI log) carries over. NV2PT_FUZZ_FRESH_HOST=1 makes a host per input instead, for exact
+// reproduction of a crash that depends on such state.
+vfio::Host& shared_host() {
+  static std::unique_ptr<vfio::Host> host = make_host();
+  return *host;
+}
+
+class Session {
+ public:
+  Session() {
+    if (std::getenv("NV2PT_FUZZ_FRESH_HOST")) {
+      owned_host_ = make_host();
+      host_ = owned_host_.get();
+    } else {
+      host_ = &shared_host();
+    }
+    mm::AddressSpaceOptions as;
+    as.id = 1;
+    as.memlock = mm::MemlockPolicy::fixed(256ull << 20, /*cap_ipc_lock=*/false);
+    as_ = std::make_unique<mm::AddressSpace>(as);
+    group_ids_ = host_->group_ids();
+  }
+
+  void run(InputReader& in) {
+    for (int steps = 0; !in.done() && steps < 256; ++steps) {
+      step(in);
+      check("after op " + std::to_string(steps));
+    }
+    close_all();
+    check_balanced();
+  }
+
+ private:
+  struct DeviceSlot {
+    vfio::Group* group;
+    vfio::PciDevice* device;
+  };
+  struct MappingSlot {
+    vfio::PciDevice* device;
+    void* addr;
+    size_t length;
+  };
+
+  template <class T>
+  static std::optional<size_t> free_slot(const std::array<T, kSlots>& slots) {
+    for (size_t i = 0; i < kSlots; ++i)
+      if (!slots[i]) return i;
+    return std::nullopt;
+  }
+
+  // A vaddr operand (see AddressMode).
+  uint64_t address(InputReader& in) {
+    const uint8_t mode = in.u8() % kAddressModeCount;
+    const uint64_t v = in.u64();
+    switch (mode) {
+      case kPoolBuffer:
+        return pool().buffers[v % kPoolBuffers] + (((v >> 8) % (kPoolBufferSize >> kHostPageShift)) << kHostPageShift);
+      case kMapping: {
+        const auto& m = mappings_[v % kSlots];
+        if (!m) return pool().buffers[0];
+        return reinterpret_cast<uint64_t>(m->addr) + ((v >> 8) % std::max<uint64_t>(m->length, 1) & ~0xfffull);
+      }
+      case kHole: return pool().hole + (((v >> 8) % (kHoleSize >> kHostPageShift)) << kHostPageShift);
+      case kKernelHalf: return v | (1ull << 63);
+      default: return v;
+    }
+  }
+  // An address for REGISTER, which pins: a raw value becomes a kernel-half one.
+  uint64_t pinnable_address(InputReader& in) {
+    const uint64_t a = address(in);
+    return a < (1ull << 47) && !owned(a) ? a | (1ull << 63) : a;
+  }
+  bool owned(uint64_t a) const {
+    for (uint64_t b : pool().buffers)
+      if (a >= b && a < b + kPoolBufferSize) return true;
+    if (a >= pool().hole && a < pool().hole + kHoleSize) return true;
+    for (const auto& m : mappings_) {
+      const uint64_t base = m ? reinterpret_cast<uint64_t>(m->addr) : 0;
+      if (m && a >= base && a < base + m->length) return true;
+    }
+    return false;
+  }
+
+  uint32_t argsz(InputReader& in, size_t natural) {
+    switch (in.u8() % kArgszModeCount) {
+      case kArgszExact: return static_cast<uint32_t>(natural);
+      case kArgszShort: return static_cast<uint32_t>(natural - 1);
+      case kArgszRandom: return in.u16();
+      default: return static_cast<uint32_t>(natural + in.u8());
+    }
+  }
+
+  // The argument buffer, zeroed for the next call.
+  uint8_t* arg() {
+    ASAN_UNPOISON_MEMORY_REGION(pool().arg, kArgBufferSize);
+    std::memset(pool().arg, 0, 4096);
+    return pool().arg;
+  }
+  // What the client hands over: max(argsz, minsz) bytes of the buffer; the rest becomes unaddressable.
+  static void hand_over(uint32_t argsz, size_t minsz) {
+    const size_t len = std::max<size_t>(argsz, minsz);
+    ASAN_POISON_MEMORY_REGION(pool().arg + len, kArgBufferSize - len);
+  }
+
+  void step(InputReader& in) {
+    switch (in.u8() % kOpCount) {
+      case kOpenContainer:
+        if (auto s = free_slot(containers_)) containers_[*s] = host_->open_container();
+        break;
+      case kCloseContainer: containers_[in.u8() % kSlots].reset(); break;
+      case kOpenGroup: {
+        const uint8_t which = in.u8();
+        const int id = which >= 0x80 ? which - 0x80 : group_ids_[which % group_ids_.size()];
+        auto s = free_slot(groups_);
+        if (!s) break;
+        if (auto g = host_->open_group(id)) groups_[*s] = *g;
+        break;
+      }
+      case kCloseGroup: {
+        vfio::Group*& g = groups_[in.u8() % kSlots];
+        if (g) host_->release_group(*g);
+        g = nullptr;
+        break;
+      }
+      case kSetContainer: {
+        vfio::Group* g = groups_[in.u8() % kSlots];
+        const auto& c = containers_[in.u8() % kSlots];
+        if (g) (void)g->set_container(c);  // a null container is EINVAL, as a bad fd would be
+        break;
+      }
+      case kUnsetContainer:
+        if (vfio::Group* g = groups_[in.u8() % kSlots]) (void)g->unset_container();
+        break;
+      case kSetIommu: {
+        const auto& c = containers_[in.u8() % kSlots];
+        const uint8_t t = in.u8();
+        const unsigned long type = t == 2 || t == 7 ? t : (t & 1 ? VFIO_SPAPR_TCE_v2_IOMMU : t);
+        if (c) (void)c->ioctl(*as_, VFIO_SET_IOMMU, type);
+        break;
+      }
+      case kContainerIoctl: container_ioctl(in); break;
+      case kGetDeviceFd: {
+        vfio::Group* g = groups_[in.u8() % kSlots];
+        const uint8_t member = in.u8();
+        auto s = free_slot(devices_);
+        if (!g || !s) break;
+        std::string name = member >= 0x80 || g->devices().empty()
+                               ? "0004:04:00." + std::to_string(member)
+                               : g->devices()[member % g->devices().size()]->name();
+        if (auto d = g->get_device(*as_, name)) devices_[*s] = DeviceSlot{g, *d};
+        break;
+      }
+      case kCloseDevice: {
+        auto& d = devices_[in.u8() % kSlots];
+        if (d) d->group->device_released(*d->device);
+        d.reset();
+        break;
+      }
+      case kDeviceIoctl: device_ioctl(in); break;
+      case kDeviceAccess: device_access(in); break;
+      case kDeviceMmap: device_mmap(in); break;
+      case kMunmap: unmap(mappings_[in.u8() % kSlots]); break;
+    }
+  }
+
+  void container_ioctl(InputReader& in) {
+    const auto& c = containers_[in.u8() % kSlots];
+    const uint8_t call = in.u8() % kContainerCallCount;
+    uint8_t* buf = arg();
+    unsigned long cmd = 0;
+    unsigned long value = reinterpret_cast<unsigned long>(buf);
+    uint32_t given = 0;  // argsz of the call
+    size_t minsz = 0;    // what the kernel copies in before looking at argsz
+    auto put = [&](auto s, InputReader& r) {
+      s.argsz = given = argsz(r, sizeof(s));
+      std::memcpy(buf, &s, sizeof(s));
+    };
+    switch (call) {
+      case kApiVersion: cmd = VFIO_GET_API_VERSION; break;
+      case kCheckExtension:
+        cmd = VFIO_CHECK_EXTENSION;
+        value = in.u8();
+        break;
+      case kGetInfo: {
+        cmd = VFIO_IOMMU_SPAPR_TCE_GET_INFO;
+        vfio_iommu_spapr_tce_info s{};
+        put(s, in);
+        minsz = offsetofend(vfio_iommu_spapr_tce_info, dma32_window_size);
+        break;
+      }
+      case kMapDma: {
+        cmd = VFIO_IOMMU_MAP_DMA;
+        vfio_iommu_type1_dma_map s{};
+        s.flags = in.u8() & 7;
+        s.vaddr = address(in);
+        s.iova = in.u64();
+        s.size = in.u64();
+        put(s, in);
+        minsz = offsetofend(vfio_iommu_type1_dma_map, size);
+        break;
+      }
+      case kUnmapDma: {
+        cmd = VFIO_IOMMU_UNMAP_DMA;
+        vfio_iommu_type1_dma_unmap s{};
+        s.flags = in.u8() & 1;
+        s.iova = in.u64();
+        s.size = in.u64();
+        put(s, in);
+        minsz = offsetofend(vfio_iommu_type1_dma_unmap, size);
+        break;
+      }
+      case kRegister:
+      case kUnregister: {
+        cmd = call == kRegister ? VFIO_IOMMU_SPAPR_REGISTER_MEMORY : VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY;
+        vfio_iommu_spapr_register_memory s{};
+        s.flags = in.u8() & 1;
+        s.vaddr = call == kRegister ? pinnable_address(in) : address(in);
+        s.size = in.u64();
+        put(s, in);
+        minsz = offsetofend(vfio_iommu_spapr_register_memory, size);
+        break;
+      }
+      case kEnable: cmd = VFIO_IOMMU_ENABLE; break;
+      case kDisable: cmd = VFIO_IOMMU_DISABLE; break;
+      case kEehOp: {
+        cmd = VFIO_EEH_PE_OP;
+        vfio_eeh_pe_op s{};
+        s.flags = in.u8() & 1;
+        s.op = in.u8() % 12;
+        s.err.type = in.u32();
+        s.err.func = in.u32();
+        s.err.addr = in.u64();
+        s.err.mask = in.u64();
+        put(s, in);
+        minsz = offsetofend(vfio_eeh_pe_op, op);  // INJECT_ERR copies the rest only after checking argsz
+        break;
+      }
+      case kTceCreate: {
+        cmd = VFIO_IOMMU_SPAPR_TCE_CREATE;
+        vfio_iommu_spapr_tce_create s{};
+        s.flags = in.u8() & 1;
+        s.page_shift = in.u8();
+        s.window_size = in.u64();
+        s.levels = in.u8();
+        put(s, in);
+        minsz = offsetofend(vfio_iommu_spapr_tce_create, start_addr);
+        break;
+      }
+      case kTceRemove: {
+        cmd = VFIO_IOMMU_SPAPR_TCE_REMOVE;
+        vfio_iommu_spapr_tce_remove s{};
+        s.flags = in.u8() & 1;
+        s.start_addr = in.u64();
+        put(s, in);
+        minsz = offsetofend(vfio_iommu_spapr_tce_remove, start_addr);
+        break;
+      }
+      default:
+        cmd = _IO(VFIO_TYPE, VFIO_BASE + in.u8() % 32);
+        in.bytes(buf, 64);
+        minsz = 64;
+        break;
+    }
+    hand_over(given, minsz);
+    if (c) (void)c->ioctl(*as_, cmd, value);
+  }
+
+  void device_ioctl(InputReader& in) {
+    const auto& d = devices_[in.u8() % kSlots];
+    const uint8_t call = in.u8() % kDeviceCallCount;
+    uint8_t* buf = arg();
+    unsigned long cmd = 0;
+    uint32_t given = 0;
+    size_t minsz = 0;
+    auto put = [&](auto s, InputReader& r) {
+      s.argsz = given = argsz(r, sizeof(s));
+      std::memcpy(buf, &s, sizeof(s));
+      minsz = sizeof(s);  // the fixed part of every device struct is its minsz
+    };
+    switch (call) {
+      case kDeviceInfo: {
+        cmd = VFIO_DEVICE_GET_INFO;
+        put(vfio_device_info{}, in);
+        break;
+      }
+      case kRegionInfo: {
+        cmd = VFIO_DEVICE_GET_REGION_INFO;
+        vfio_region_info s{};
+        s.index = in.u8() % 16;
+        put(s, in);
+        break;
+      }
+      case kIrqInfo: {
+        cmd = VFIO_DEVICE_GET_IRQ_INFO;
+        vfio_irq_info s{};
+        s.index = in.u8() % 8;
+        put(s, in);
+        break;
+      }
+      case kSetIrqs: {
+        cmd = VFIO_DEVICE_SET_IRQS;
+        vfio_irq_set s{};
+        s.flags = in.u16();
+        s.index = in.u8() % 8;
+        s.start = in.u32();
+        s.count = in.u32();
+        put(s, in);
+        // The data: the fuzzer's eventfds, or raw bytes (raw fds may name any of our fds: dup'ed, harmless).
+        int32_t* fds = reinterpret_cast<int32_t*>(buf + sizeof(s));
+        if (in.u8() & 1) {
+          for (size_t i = 0; i < 64; ++i) fds[i] = pool().eventfds[(i + s.start) % kEventfds];
+        } else {
+          in.bytes(fds, 64);
+        }
+        break;
+      }
+      case kReset: cmd = VFIO_DEVICE_RESET; break;
+      case kHotResetInfo: {
+        cmd = VFIO_DEVICE_GET_PCI_HOT_RESET_INFO;
+        put(vfio_pci_hot_reset_info{}, in);
+        break;
+      }
+      case kHotReset: {
+        vfio_pci_hot_reset s{};
+        s.flags = in.u8() & 1;
+        s.count = in.u8() % 8;
+        s.argsz = argsz(in, sizeof(s));
+        const uint8_t mask = in.u8();
+        std::vector<vfio::Group*> groups;
+        for (size_t i = 0; i < kSlots; ++i)
+          if (mask & (1u << i)) groups.push_back(groups_[i]);  // may be null: a bad group fd
+        if (d) (void)d->device->hot_reset(s, groups);
+        return;
+      }
+      default:
+        cmd = _IO(VFIO_TYPE, VFIO_BASE + in.u8() % 32);
+        in.bytes(buf, 64);
+        minsz = 64;
+        break;
+    }
+    hand_over(given, minsz);
+    if (d) (void)d->device->ioctl(*as_, cmd, reinterpret_cast<unsigned long>(buf));
+  }
+
+  void device_access(InputReader& in) {
+    const auto& d = devices_[in.u8() % kSlots];
+    const bool write = in.u8() & 1;
+    const uint64_t index = in.u8() % 12;
+    const uint8_t mode = in.u8() % 3;
+    const uint64_t raw = in.u64();
+    const uint64_t pos = mode == 0 ? raw & 0xffff : mode == 1 ? raw & ((1ull << 40) - 1) : raw >> 40 << 40;
+    const size_t count = in.u16() % 4097;
+    uint8_t* buf = arg();
+    if (write) in.bytes(buf, count);
+    if (!d) return;
+    const uint64_t offset = mode == 2 ? pos : index << 40 | pos;
+    auto span = std::span<std::byte>(reinterpret_cast<std::byte*>(buf), count);
+    if (write) (void)d->device->write(span, offset);
+    else (void)d->device->read(span, offset);
+  }
+
+  void device_mmap(InputReader& in) {
+    const auto& d = devices_[in.u8() % kSlots];
+    const uint64_t index = in.u8() % 12;
+    const uint8_t length_mode = in.u8() % 3;
+    const uint64_t raw_length = in.u64();
+    const uint64_t raw_pos = in.u64() & ((1ull << 40) - 1);
+    const uint64_t pos = in.u8() & 1 ? raw_pos : raw_pos & ~(kHostPageSize - 1);
+    const int prot = in.u8() & 1 ? PROT_READ : PROT_READ | PROT_WRITE;
+    const int flags = in.u8() % 8 == 0 ? MAP_PRIVATE : MAP_SHARED;
+    auto s = free_slot(mappings_);
+    if (!d || !s) return;
+    uint64_t length = 0;
+    if (length_mode == 0) {  // the region's size, as QEMU asks
+      vfio_region_info info{sizeof(info)};
+      info.index = static_cast<uint32_t>(index);
+      if (d->device->ioctl(*as_, VFIO_DEVICE_GET_REGION_INFO, reinterpret_cast<unsigned long>(&info)))
+        length = info.size;
+    } else {
+      length = length_mode == 1 ? kHostPageSize : raw_length & ((1ull << 38) - 1);
+    }
+    if (length == 0) return;
+    if (auto p = d->device->mmap(*as_, nullptr, length, prot, flags, index << 40 | pos))
+      mappings_[*s] = MappingSlot{d->device, *p, length};
+  }
+
+  // The interposer's munmap: the device hears of it, then the mapping goes.
+  void unmap(std::optional<MappingSlot>& m) {
+    if (!m) return;
+    m->device->munmap(m->addr, m->length);
+    ::munmap(m->addr, m->length);
+    m.reset();
+  }
+
+  void close_all() {
+    for (auto& m : mappings_) unmap(m);
+    for (auto& d : devices_) {
+      if (d) d->group->device_released(*d->device);
+      d.reset();
+    }
+    for (auto& g : groups_) {
+      if (g) host_->release_group(*g);
+      g = nullptr;
+    }
+    for (auto& c : containers_) c.reset();
+  }
+
+  void check(const std::string& when) {
+    std::vector<std::shared_ptr<vfio::Container>> live = host_->containers();
+    std::vector<const vfio::SpaprTceIommu*> iommus;
+    for (const auto& c : live)
+      if (const vfio::SpaprTceIommu* i = c->iommu()) iommus.push_back(i);
+    vfio::InvariantReport r = vfio::check_invariants(*as_, iommus);
+    if (!r.ok()) die("invariant violated " + when + ":\n" + r.to_string());
+  }
+
+  void check_balanced() {
+    check("after closing everything");
+    if (!host_->containers().empty()) die("a container outlived every fd");
+    const mm::AddressSpace& as = *as_;
+    if (as.locked_memory().locked_pages() != 0)
+      die("locked memory left: " + std::to_string(as.locked_memory().locked_pages()) + " pages");
+    if (as.pinner().pinned_pages() != 0) die("pinned pages left: " + std::to_string(as.pinner().pinned_pages()));
+    if (as.pinner().unbalanced_unpins() != 0) die("unbalanced unpins");
+    as.registry().for_each([](const mm::RegisteredRegion& r) {
+      if (!r.is_device()) die("a regular registration outlived every fd");
+    });
+  }
+
+  std::unique_ptr<vfio::Host> owned_host_;
+  vfio::Host* host_;
+  std::unique_ptr<mm::AddressSpace> as_;  // after the host: destroyed first, like a process's mm after its fds
+  std::vector<int> group_ids_;
+  std::array<std::shared_ptr<vfio::Container>, kSlots> containers_;
+  std::array<vfio::Group*, kSlots> groups_{};
+  std::array<std::optional<DeviceSlot>, kSlots> devices_;
+  std::array<std::optional<MappingSlot>, kSlots> mappings_;
+};
+
+}  // namespace
+}  // namespace nv2pt::fuzz
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  nv2pt::fuzz::pool();
+  nv2pt::fuzz::InputReader in(data, size);
+  nv2pt::fuzz::Session session;
+  session.run(in);
+  return 0;
+}
