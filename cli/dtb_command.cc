@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "cli/format.h"
+
 #include <memory>
 #include <ostream>
 
@@ -10,14 +12,6 @@ namespace nv2pt::cli {
 namespace {
 
 using platform::DeviceTree;
-
-std::string size_text(uint64_t bytes) {
-  constexpr uint64_t kKiB = 1024, kMiB = kKiB << 10, kGiB = kMiB << 10;
-  if (bytes && bytes % kGiB == 0) return fmt::format("{} GiB", bytes / kGiB);
-  if (bytes && bytes % kMiB == 0) return fmt::format("{} MiB", bytes / kMiB);
-  if (bytes && bytes % kKiB == 0) return fmt::format("{} KiB", bytes / kKiB);
-  return fmt::format("{} bytes", bytes);
-}
 
 std::string cells(const std::vector<uint32_t>& v) {
   std::string out;

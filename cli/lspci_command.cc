@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "cli/format.h"
+
 #include <memory>
 #include <ostream>
 
@@ -16,14 +18,6 @@ using platform::Machine;
 using platform::PciFunction;
 
 std::string address_hex(uint64_t v) { return fmt::format("0x{:016x}", v); }
-
-std::string size_text(uint64_t bytes) {
-  constexpr uint64_t kKiB = 1024, kMiB = kKiB << 10, kGiB = kMiB << 10;
-  if (bytes && bytes % kGiB == 0) return fmt::format("{} GiB", bytes / kGiB);
-  if (bytes && bytes % kMiB == 0) return fmt::format("{} MiB", bytes / kMiB);
-  if (bytes && bytes % kKiB == 0) return fmt::format("{} KiB", bytes / kKiB);
-  return fmt::format("{:#x} bytes", bytes);
-}
 
 template <class T, class F>
 std::string or_missing(const std::optional<T>& v, F&& format) {

@@ -9,25 +9,10 @@
 #include <ostream>
 
 #include "base/checked.h"
+#include "cli/format.h"
 
 namespace nv2pt::cli {
 namespace {
-
-constexpr uint64_t KiB = 1ull << 10, MiB = 1ull << 20, GiB = 1ull << 30, TiB = 1ull << 40;
-
-std::string bytes_text(uint64_t b) {
-  if (b >= TiB && b % TiB == 0) return fmt::format("{} TiB", b / TiB);
-  if (b >= GiB && b % GiB == 0) return fmt::format("{} GiB", b / GiB);
-  if (b >= MiB && b % MiB == 0) return fmt::format("{} MiB", b / MiB);
-  if (b >= MiB) {
-    // Up to 4 decimals, trailing zeros dropped: 16384.5 MiB, 8193.0625 MiB.
-    std::string text = fmt::format("{:.4f}", static_cast<double>(b) / MiB);
-    while (text.back() == '0') text.pop_back();
-    return text + " MiB";
-  }
-  if (b >= KiB && b % KiB == 0) return fmt::format("{} KiB", b / KiB);
-  return fmt::format("{} B", b);
-}
 
 struct PlanOptions {
   std::string ram = "16G";
@@ -135,13 +120,13 @@ std::optional<uint64_t> parse_size(std::string_view text) {
 std::string format_plan(const Plan& p) {
   std::string out;
   const uint64_t page = 1ull << p.input.page_shift;
-  out += fmt::format("Layout (IOMMU page {}):\n", bytes_text(page));
+  out += fmt::format("Layout (IOMMU page {}):\n", size_figure(page));
   for (const PlanRange& r : p.input.ranges) {
-    out += fmt::format("  {:<24} {:#016x} - {:#016x}  {}\n", r.name, r.start, r.start + r.size, bytes_text(r.size));
+    out += fmt::format("  {:<24} {:#016x} - {:#016x}  {}\n", r.name, r.start, r.start + r.size, size_figure(r.size));
   }
-  out += fmt::format("TCEs the layout needs:           {} ({} entries)\n", bytes_text(p.leaf_bytes_needed),
+  out += fmt::format("TCEs the layout needs:           {} ({} entries)\n", size_figure(p.leaf_bytes_needed),
                      p.leaf_bytes_needed / 8);
-  out += fmt::format("Exact-fit flat table to {:#x}: {} ({} bytes)\n", p.end, bytes_text(p.exact_fit_flat_bytes),
+  out += fmt::format("Exact-fit flat table to {:#x}: {} ({} bytes)\n", p.end, size_figure(p.exact_fit_flat_bytes),
                      p.exact_fit_flat_bytes);
   if (p.exact_fit_flat_bytes == 4882169856ull) {
     out += "  note: the seed (and kernel commit a68bd1267b72) says \"4556MB\" for this example; that is an\n"
@@ -149,30 +134,30 @@ std::string format_plan(const Plan& p) {
   }
   out += fmt::format("Window the kernel creates:       2^{} = {} (windows are powers of two); a flat table of it "
                      "is {} (x2 with the user-address cache)\n",
-                     std::countr_zero(p.window_size), bytes_text(p.window_size), bytes_text(p.pow2_flat_bytes));
-  out += fmt::format("Largest contiguous allocation:   {}\n\n", bytes_text(p.input.max_alloc_bytes));
+                     std::countr_zero(p.window_size), size_figure(p.window_size), size_figure(p.pow2_flat_bytes));
+  out += fmt::format("Largest contiguous allocation:   {}\n\n", size_figure(p.input.max_alloc_bytes));
   out += fmt::format("{:<7}{:<10}{:<34}{:>18}{:>14}{:>16}{:>8}\n", "levels", "block", "creation", "locked (charged)",
                      "at creation", "for the layout", "leaves");
   for (const LevelPlan& l : p.levels) {
-    const std::string block = l.geometry ? bytes_text(l.geometry->block_bytes()) : "-";
+    const std::string block = l.geometry ? size_figure(l.geometry->block_bytes()) : "-";
     const std::string creation = l.allowed ? "allowed" : l.refusal;
     out += fmt::format("{:<7}{:<10}{:<34}{:>18}{:>14}{:>16}{:>8}\n", l.levels, block, creation,
-                       l.charged_bytes ? bytes_text(l.charged_bytes) : "-",
-                       l.allowed ? bytes_text(l.allocated_at_creation) : "-",
-                       l.allowed ? bytes_text(l.allocated_for_layout) : "-",
+                       l.charged_bytes ? size_figure(l.charged_bytes) : "-",
+                       l.allowed ? size_figure(l.allocated_at_creation) : "-",
+                       l.allowed ? size_figure(l.allocated_for_layout) : "-",
                        l.allowed ? std::to_string(l.leaf_blocks_touched) : "-");
   }
   out += "(locked = every level of the table and its user-address cache, charged in full at creation;\n"
          " at creation / for the layout = level blocks really allocated, table + cache, with on-demand levels)\n\n";
   const KvmPlan& k = p.kvm;
-  out += fmt::format("KVM: guest IOMMU pages of {} backed by host TCEs of {}\n", bytes_text(1ull << k.guest_page_shift),
-                     bytes_text(1ull << k.host_page_shift));
+  out += fmt::format("KVM: guest IOMMU pages of {} backed by host TCEs of {}\n", size_figure(1ull << k.guest_page_shift),
+                     size_figure(1ull << k.host_page_shift));
   out += fmt::format("  host TCEs per guest TCE:        {}\n", k.subpages);
   out += fmt::format("  guest TCE table (window 2^{}):  {} entries, {} charged to locked memory, {} allocated "
                      "for the layout\n",
-                     std::countr_zero(p.window_size), k.guest_entries, bytes_text(k.guest_charged_bytes),
-                     bytes_text(k.guest_allocated_for_layout));
-  out += fmt::format("  exact-fit flat guest table:     {}\n", bytes_text(k.guest_exact_fit_flat_bytes));
+                     std::countr_zero(p.window_size), k.guest_entries, size_figure(k.guest_charged_bytes),
+                     size_figure(k.guest_allocated_for_layout));
+  out += fmt::format("  exact-fit flat guest table:     {}\n", size_figure(k.guest_exact_fit_flat_bytes));
   out += fmt::format("  one H_PUT_TCE_INDIRECT (512):   {} host TCEs per attached table\n",
                      k.host_tces_per_indirect_call);
   out += "  the host table is the one above (its page size is the host's)\n";

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "cli/format.h"
+
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -26,14 +28,6 @@ std::string join(const std::vector<std::string>& items, std::string_view sep) {
   std::string out;
   for (const std::string& s : items) out += (out.empty() ? "" : std::string(sep)) + s;
   return out;
-}
-
-std::string size_text(uint64_t bytes) {
-  constexpr uint64_t kKiB = 1024, kMiB = kKiB << 10, kGiB = kMiB << 10;
-  if (bytes && bytes % kGiB == 0) return fmt::format("{} GiB", bytes / kGiB);
-  if (bytes && bytes % kMiB == 0) return fmt::format("{} MiB", bytes / kMiB);
-  if (bytes && bytes % kKiB == 0) return fmt::format("{} KiB", bytes / kKiB);
-  return fmt::format("{} bytes", bytes);
 }
 
 uint64_t hex_value(const json& j) {

@@ -147,19 +147,27 @@ std::optional<Node> Interposer::find_node(const std::string& normalized, Namespa
   return lookup(*host_, ns, normalized);
 }
 
-std::optional<Result<int>> Interposer::open(const char* path, int flags) {
+std::optional<Result<Node>> Interposer::resolve(const char* path) {
   std::optional<std::string> p = normalize_path(path);
   if (!p) return std::nullopt;
   const Namespace ns = classify(*p);
   if (ns == Namespace::kNone) return std::nullopt;
   std::optional<Node> node = find_node(*p, ns);
   if (!node) {
-    if (owns_absent(ns)) return Result<int>(fail(kENOENT));
+    if (owns_absent(ns)) return Result<Node>(fail(kENOENT));
     return std::nullopt;
   }
-  Result<int> r = open_node(*node, flags);
-  if (node->kind == NodeKind::kVfioGroup || node->kind == NodeKind::kVfioControl) {
-    log_.record(fmt::format("open {} = {}", node->path, r ? std::to_string(*r) : std::string(errno_name(r.error()))));
+  return Result<Node>(std::move(*node));
+}
+
+std::optional<Result<int>> Interposer::open(const char* path, int flags) {
+  std::optional<Result<Node>> node = resolve(path);
+  if (!node) return std::nullopt;
+  if (!*node) return Result<int>(fail(node->error()));
+  const Node& n = **node;
+  Result<int> r = open_node(n, flags);
+  if (n.kind == NodeKind::kVfioGroup || n.kind == NodeKind::kVfioControl) {
+    log_.record(fmt::format("open {} = {}", n.path, r ? std::to_string(*r) : std::string(errno_name(r.error()))));
   }
   return r;
 }
@@ -221,44 +229,29 @@ Result<int> Interposer::open_node(const Node& node, int flags) {
 }
 
 std::optional<Result<void>> Interposer::stat(const char* path, struct stat& st, bool follow) {
-  std::optional<std::string> p = normalize_path(path);
-  if (!p) return std::nullopt;
-  const Namespace ns = classify(*p);
-  if (ns == Namespace::kNone) return std::nullopt;
-  std::optional<Node> node = find_node(*p, ns);
-  if (!node) {
-    if (owns_absent(ns)) return Result<void>(fail(kENOENT));
-    return std::nullopt;
-  }
-  fill_stat(*node, st, follow);
+  std::optional<Result<Node>> node = resolve(path);
+  if (!node) return std::nullopt;
+  if (!*node) return Result<void>(fail(node->error()));
+  const Node& n = **node;
+  fill_stat(n, st, follow);
   return Result<void>();
 }
 
 std::optional<Result<std::string>> Interposer::readlink(const char* path) {
-  std::optional<std::string> p = normalize_path(path);
-  if (!p) return std::nullopt;
-  const Namespace ns = classify(*p);
-  if (ns == Namespace::kNone) return std::nullopt;
-  std::optional<Node> node = find_node(*p, ns);
-  if (!node) {
-    if (owns_absent(ns)) return Result<std::string>(fail(kENOENT));
-    return std::nullopt;
-  }
-  if (node->kind != NodeKind::kSymlink) return Result<std::string>(fail(kEINVAL));
-  return Result<std::string>(node->link);
+  std::optional<Result<Node>> node = resolve(path);
+  if (!node) return std::nullopt;
+  if (!*node) return Result<std::string>(fail(node->error()));
+  const Node& n = **node;
+  if (n.kind != NodeKind::kSymlink) return Result<std::string>(fail(kEINVAL));
+  return Result<std::string>(n.link);
 }
 
 std::optional<Result<std::string>> Interposer::realpath(const char* path) {
-  std::optional<std::string> p = normalize_path(path);
-  if (!p) return std::nullopt;
-  const Namespace ns = classify(*p);
-  if (ns == Namespace::kNone) return std::nullopt;
-  std::optional<Node> node = find_node(*p, ns);
-  if (!node) {
-    if (owns_absent(ns)) return Result<std::string>(fail(kENOENT));
-    return std::nullopt;
-  }
-  return Result<std::string>(node->kind == NodeKind::kSymlink ? node->target : node->path);
+  std::optional<Result<Node>> node = resolve(path);
+  if (!node) return std::nullopt;
+  if (!*node) return Result<std::string>(fail(node->error()));
+  const Node& n = **node;
+  return Result<std::string>(n.kind == NodeKind::kSymlink ? n.target : n.path);
 }
 
 // --- fds ---

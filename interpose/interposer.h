@@ -82,6 +82,9 @@ class Interposer {
   explicit Interposer(PreloadOptions options);
   void start_reporting();
   std::optional<Node> find_node(const std::string& normalized, Namespace ns);
+  // The emulated node at `path`: nullopt if the path is not ours (the real call goes on), ENOENT if it lies in a
+  // namespace we own but names nothing.
+  std::optional<Result<Node>> resolve(const char* path);
   Result<int> open_node(const Node& node, int flags);
   Result<int> install(int fd, std::unique_ptr<FdObject> object);
   std::string describe(const FdObject& object) const;
