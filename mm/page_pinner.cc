@@ -218,7 +218,10 @@ Result<void> PagePinner::pin(uint64_t ua, uint64_t npages, bool write) {
     if (a < b) pieces.push_back({a, b, kHostPageShift});
   };
   uint64_t next = ua;
-  for (auto it = extent_at(ua); it != extents_.end() && it->first < *end; ++it) {
+  // From the extent holding ua or, when ua is not pinned, the next one: extents further in are pinned already.
+  auto first = extents_.upper_bound(ua);
+  if (first != extents_.begin() && std::prev(first)->second.end > ua) --first;
+  for (auto it = first; it != extents_.end() && it->first < *end; ++it) {
     if (it->first > next) add_gap(next, it->first);
     next = it->second.end;
   }

@@ -38,6 +38,29 @@ TEST(PagePinner, ContiguousPinGetsContiguousFrames) {
   EXPECT_EQ(p.free_frames(), p.total_frames());
 }
 
+// Found by the UAPI fuzzer: a pin starting in unpinned pages and reaching into pinned ones took fresh frames for
+// the whole range (the walk for gaps started at the extent holding ua, and there was none), so extents overlapped
+// and hpas() wrote past its output.
+TEST(PagePinner, PinWhoseTailIsPinnedAlreadyTakesFramesOnlyForTheHead) {
+  PagePinner p;
+  TestMapping m(8 * k64K);
+  ASSERT_TRUE(p.pin(m.ua() + 4 * k64K, 4, true));
+  auto tail = hpas_of(p, m.ua() + 4 * k64K, 4);
+  ASSERT_TRUE(p.pin(m.ua(), 8, true));
+  EXPECT_EQ(p.pinned_pages(), 8u);
+  EXPECT_EQ(p.free_frames(), p.total_frames() - 8);
+  auto all = hpas_of(p, m.ua(), 8);
+  EXPECT_EQ(std::vector<uint64_t>(all.begin() + 4, all.end()), tail);
+  EXPECT_EQ(p.pin_count(m.ua()), 1u);
+  EXPECT_EQ(p.pin_count(m.ua() + 4 * k64K), 2u);
+  p.unpin(m.ua(), 8);
+  p.unpin(m.ua() + 4 * k64K, 4);
+  EXPECT_EQ(p.pinned_pages(), 0u);
+  EXPECT_EQ(p.extent_count(), 0u);
+  EXPECT_EQ(p.free_frames(), p.total_frames());
+  EXPECT_EQ(p.unbalanced_unpins(), 0u);
+}
+
 TEST(PagePinner, SamePagePinnedTwiceKeepsItsHpa) {
   PagePinner p;
   TestMapping m(8 * k64K);
