@@ -32,15 +32,21 @@ namespace {
 constexpr size_t kSlots = 4;
 constexpr size_t kPoolBuffers = 4;
 constexpr uint64_t kPoolBufferSize = 4ull << 20;
-constexpr uint64_t kHoleSize = 16ull << 20;
+constexpr uint64_t kMemlockBytes = 256ull << 20;  // the client's RLIMIT_MEMLOCK, without CAP_IPC_LOCK
+// The buffers sit side by side with the hole right after them, and the hole is larger than any registration the
+// memlock limit lets through: a range starting in the pool never reaches memory the fuzzer does not own (pinning
+// stops with EFAULT at the hole). Ranges across buffers, and from buffers into the hole, stay possible.
+constexpr uint64_t kHoleSize = kMemlockBytes + (64ull << 20);
 constexpr size_t kArgBufferSize = 128 << 10;  // > any argsz (u16) plus the largest header
 constexpr size_t kEventfds = 4;
 
 // Process-lifetime resources: the buffers registrations may pin, the hole, eventfds for SET_IRQS.
 struct Pool {
   Pool() {
-    for (auto& b : buffers) b = reserve(kPoolBufferSize, PROT_READ | PROT_WRITE);
-    hole = reserve(kHoleSize, PROT_NONE);
+    const uint64_t base = reserve(kPoolBuffers * kPoolBufferSize + kHoleSize, PROT_NONE);
+    for (size_t i = 0; i < kPoolBuffers; ++i) buffers[i] = base + i * kPoolBufferSize;
+    if (mprotect(reinterpret_cast<void*>(base), kPoolBuffers * kPoolBufferSize, PROT_READ | PROT_WRITE) != 0) abort();
+    hole = base + kPoolBuffers * kPoolBufferSize;
     for (int& fd : eventfds) fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     arg = static_cast<uint8_t*>(std::aligned_alloc(64, kArgBufferSize));
   }
@@ -59,6 +65,12 @@ struct Pool {
 Pool& pool() {
   static Pool p;
   return p;
+}
+
+// NV2PT_FUZZ_TRACE=1: each call and container result on stderr, to read a reproducer.
+bool trace() {
+  static const bool on = std::getenv("NV2PT_FUZZ_TRACE") != nullptr;
+  return on;
 }
 
 [[noreturn]] void die(const std::string& what) {
@@ -95,7 +107,7 @@ class Session {
     }
     mm::AddressSpaceOptions as;
     as.id = 1;
-    as.memlock = mm::MemlockPolicy::fixed(256ull << 20, /*cap_ipc_lock=*/false);
+    as.memlock = mm::MemlockPolicy::fixed(kMemlockBytes, /*cap_ipc_lock=*/false);
     as_ = std::make_unique<mm::AddressSpace>(as);
     group_ids_ = host_->group_ids();
   }
@@ -182,7 +194,9 @@ class Session {
   }
 
   void step(InputReader& in) {
-    switch (in.u8() % kOpCount) {
+    const uint8_t op = in.u8() % kOpCount;
+    if (trace()) std::fprintf(stderr, "op %u\n", op);
+    switch (op) {
       case kOpenContainer:
         if (auto s = free_slot(containers_)) containers_[*s] = host_->open_container();
         break;
@@ -341,7 +355,16 @@ class Session {
         break;
     }
     hand_over(given, minsz);
-    if (c) (void)c->ioctl(*as_, cmd, value);
+    if (!c) return;
+    auto r = c->ioctl(*as_, cmd, value);
+    if (trace()) {
+      uint64_t fields[5] = {};
+      std::memcpy(fields, buf, std::min<size_t>(sizeof(fields), std::max<size_t>(given, minsz)));
+      std::fprintf(stderr, "  container ioctl %#lx [%#llx %#llx %#llx %#llx %#llx] -> %s\n", cmd,
+                   (unsigned long long)fields[0], (unsigned long long)fields[1], (unsigned long long)fields[2],
+                   (unsigned long long)fields[3], (unsigned long long)fields[4],
+                   r ? "ok" : std::string(errno_name(r.error())).c_str());
+    }
   }
 
   void device_ioctl(InputReader& in) {
