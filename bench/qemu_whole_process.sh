@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Figure 5: the whole process. Debian's unmodified QEMU 7.2 (TCG) dumping its device tree with all 6 GPUs and 12
+# NVLink2 bridges under `nv2pt run` (one vPHB per IOMMU group, as qemu-7.2-client.md §2.4 shows), against the same
+# QEMU with no devices. Wall time and peak RSS (GNU time's %M: the larger of nv2pt and its QEMU child) per run, the
+# median of --runs runs of each, alternated so that load on the machine hits both alike.
+#
+# "RSS of the model" is nv2pt's peak minus QEMU's own with the guest RAM resident (-mem-prealloc): under nv2pt the
+# guest RAM is pinned by REGISTER_MEMORY, which is the client's memory, not the model's. A third reference has the
+# same six vPHBs without VFIO devices (what QEMU itself spends on the PHBs).
+#
+# usage: qemu_whole_process.sh --nv2pt BIN [--runs N] [--work DIR]
+# Prints "key value" lines (seconds, KiB) for bench/run.sh; exit 77 if QEMU or GNU time is missing.
+set -euo pipefail
+
+NV2PT="" RUNS=3 WORK=""
+while (($#)); do
+  case $1 in
+    --nv2pt) NV2PT=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
+    --work) WORK=$2; shift 2 ;;
+    *) echo "usage: $0 --nv2pt BIN [--runs N] [--work DIR]" >&2; exit 2 ;;
+  esac
+done
+QEMU=${QEMU:-qemu-system-ppc64}
+[ -x "$NV2PT" ] || { echo "qemu_whole_process: --nv2pt BIN is required" >&2; exit 2; }
+command -v "$QEMU" >/dev/null || { echo "SKIP: $QEMU not installed"; exit 77; }
+[ -x /usr/bin/time ] || { echo "SKIP: GNU time (/usr/bin/time) not installed"; exit 77; }
+if [ -z "$WORK" ]; then
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/nv2pt-bench.XXXXXX")
+  trap 'rm -rf "$WORK"' EXIT
+fi
+mkdir -p "$WORK"
+export NV2PT_RUNTIME_DIR="$WORK/run"  # our own group locks: another nv2pt run elsewhere cannot make us EBUSY
+
+machine=(-M pseries,accel=tcg -m 256M -nographic -nodefaults)
+layout=(
+  "1 0004:04:00.0 0006:00:00.0 0006:00:00.1"
+  "2 0004:05:00.0 0006:00:01.0 0006:00:01.1"
+  "3 0004:06:00.0 0006:00:02.0 0006:00:02.1"
+  "4 0035:03:00.0 0007:00:00.0 0007:00:00.1"
+  "5 0035:04:00.0 0007:00:01.0 0007:00:01.1"
+  "6 0035:05:00.0 0007:00:02.0 0007:00:02.1"
+)
+devices=() phbs=()
+for entry in "${layout[@]}"; do
+  set -- $entry
+  phbs+=(-device "spapr-pci-host-bridge,id=phb$1,index=$1")
+  devices+=(-device "spapr-pci-host-bridge,id=phb$1,index=$1")
+  devices+=(-device "vfio-pci,host=$2,bus=phb$1.0,addr=0.0")
+  devices+=(-device "vfio-pci,host=$3,bus=phb$1.0,addr=1.0")
+  devices+=(-device "vfio-pci,host=$4,bus=phb$1.0,addr=2.0")
+done
+
+# measure NAME CMD...: appends "seconds kib" to $WORK/NAME.times; the command's output goes to $WORK/NAME.err.
+measure() {
+  local name=$1
+  shift
+  /usr/bin/time -f "%e %M" -o "$WORK/$name.one" "$@" >"$WORK/$name.err" 2>&1 || {
+    echo "qemu_whole_process: $name failed:" >&2
+    tail -n 20 "$WORK/$name.err" >&2
+    exit 1
+  }
+  cat "$WORK/$name.one" >>"$WORK/$name.times"
+}
+
+rm -f "$WORK"/*.times
+for ((i = 0; i < RUNS; ++i)); do
+  measure plain "$QEMU" "${machine[@]}" -machine dumpdtb="$WORK/plain.dtb"
+  measure prealloc "$QEMU" "${machine[@]}" -mem-prealloc -machine dumpdtb="$WORK/prealloc.dtb"
+  measure vphbs "$QEMU" "${machine[@]}" -mem-prealloc "${phbs[@]}" -machine dumpdtb="$WORK/vphbs.dtb"
+  measure nv2pt "$NV2PT" run --report "$WORK/report.json" -- "$QEMU" "${machine[@]}" "${devices[@]}" \
+    -machine dumpdtb="$WORK/six.dtb"
+done
+
+# The dump must hold what QEMU was asked for: 6 GPUs and 12 bridges.
+dts=$(dtc -q -I dtb -O dts "$WORK/six.dtb")
+gpus=$(grep -cE '^\s*vendor-id = <0x10de>' <<<"$dts" || true)
+bridges=$(grep -cE '^\s*vendor-id = <0x1014>' <<<"$dts" || true)
+if [ "$gpus" != 6 ] || [ "$bridges" != 12 ]; then
+  echo "qemu_whole_process: the device tree has $gpus GPUs and $bridges bridges, not 6 and 12" >&2
+  exit 1
+fi
+
+median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+for name in plain prealloc vphbs nv2pt; do
+  echo "wall_${name}_s $(awk '{print $1}' "$WORK/$name.times" | median)"
+  echo "rss_${name}_kib $(awk '{print $2}' "$WORK/$name.times" | median)"
+done
+echo "dt_gpus $gpus"
+echo "dt_bridges $bridges"
+echo "runs $RUNS"
