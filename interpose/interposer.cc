@@ -80,10 +80,9 @@ Result<void> check_user_pointer(unsigned long arg) {
 
 }  // namespace
 
-Interposer& Interposer::get() {
-  // Every emulated call comes here: once created, one load. (libstdc++'s call_once writes two thread-locals before
-  // it even looks at the flag, a third of an interposed ioctl.)
-  if (Interposer* ip = instance_.load(std::memory_order_acquire)) return *ip;
+Interposer& Interposer::create() {
+  // Only until the interposer exists: libstdc++'s call_once writes two thread-locals before it even looks at the
+  // flag, which cost a third of an interposed ioctl when every call came through here.
   static std::once_flag once;
   std::call_once(once, [] {
     ModelScope scope;

@@ -43,7 +43,11 @@ struct ModelScope {
 class Interposer {
  public:
   // The process's interposer, created on first use; never destroyed (the report at exit still reads it).
-  static Interposer& get();
+  // One load once it exists (every emulated call comes here); the first call creates it.
+  static Interposer& get() {
+    if (Interposer* ip = instance_.load(std::memory_order_acquire)) return *ip;
+    return create();
+  }
   // The interposer if it exists already, else nullptr (the compat switch in free() must not create it).
   static Interposer* peek() { return instance_.load(std::memory_order_acquire); }
 
@@ -79,6 +83,7 @@ class Interposer {
   std::map<std::string, unsigned> devices_opened() const;
 
  private:
+  static Interposer& create();  // get()'s slow path
   explicit Interposer(PreloadOptions options);
   void start_reporting();
   std::optional<Node> find_node(const std::string& normalized, Namespace ns);

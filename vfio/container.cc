@@ -9,10 +9,6 @@ Container::~Container() {
   iommu_.reset();  // detaches the groups still attached
 }
 
-long Container::check_extension(unsigned long extension) const {
-  return SpaprTceIommu::check_extension(extension, options_.eeh_enabled);
-}
-
 Result<void> Container::set_iommu(unsigned long type) {
   std::lock_guard lock(mutex_);
   if (groups_.empty() || iommu_) return fail(kEINVAL);

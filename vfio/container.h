@@ -24,7 +24,9 @@ class Container {
   // VFIO_GET_API_VERSION.
   static long api_version() { return VFIO_API_VERSION; }
   // VFIO_CHECK_EXTENSION: the driver's answer (sPAPR TCE v1/v2, EEH); TYPE1 variants are not built on POWER.
-  long check_extension(unsigned long extension) const;
+  long check_extension(unsigned long extension) const {
+    return SpaprTceIommu::check_extension(extension, options_.eeh_enabled);
+  }
   // VFIO_SET_IOMMU: EINVAL with no group attached or a driver already set; ENODEV for a type no driver offers;
   // the attach error of a group that the chosen driver refuses (e.g. EPERM for an IODA2 group on v1).
   Result<void> set_iommu(unsigned long type);

@@ -44,15 +44,6 @@ Result<std::unique_ptr<SpaprTceIommu>> SpaprTceIommu::open(unsigned long type, O
   return std::unique_ptr<SpaprTceIommu>(new SpaprTceIommu(version, options));
 }
 
-long SpaprTceIommu::check_extension(unsigned long extension, bool eeh_enabled) {
-  switch (extension) {
-    case VFIO_SPAPR_TCE_IOMMU:
-    case VFIO_SPAPR_TCE_v2_IOMMU: return 1;
-    case VFIO_EEH: return eeh_enabled ? 1 : 0;
-    default: return 0;
-  }
-}
-
 SpaprTceIommu::~SpaprTceIommu() {
   Lock lock(mutex_);
   while (!groups_.empty()) detach_group_locked(*groups_.front());

@@ -45,7 +45,15 @@ class SpaprTceIommu {
   SpaprTceIommu& operator=(const SpaprTceIommu&) = delete;
 
   // Answers of this driver to VFIO_CHECK_EXTENSION: 1 for types 2 and 7, EEH when enabled; 0 otherwise.
-  static long check_extension(unsigned long extension, bool eeh_enabled);
+  // Inline: it is the one container call a client makes in a loop, and the interposer dispatches it directly.
+  static long check_extension(unsigned long extension, bool eeh_enabled) {
+    switch (extension) {
+      case VFIO_SPAPR_TCE_IOMMU:
+      case VFIO_SPAPR_TCE_v2_IOMMU: return 1;
+      case VFIO_EEH: return eeh_enabled ? 1 : 0;
+      default: return 0;
+    }
+  }
 
   // Group attach (§2.9.4) and detach (§2.9.5).
   Result<void> attach_group(Group& group);
