@@ -234,6 +234,8 @@ TEST(FailNth, QemuSequenceSurvivesEveryAllocationFailure) {
       });
       fired = arm.fired();
     }
+    // An injected failure is never swallowed: the call that allocated reports it.
+    EXPECT_TRUE(!fired || failure) << context << ": the injected failure vanished";
     if (failure) {
       // An injected failure surfaces as ENOMEM wherever it happens (no partial success, no other errno).
       EXPECT_TRUE(fired) << context << ": " << failure->step << " failed with " << errno_name(failure->error)
