@@ -49,6 +49,7 @@ struct Pool {
     hole = base + kPoolBuffers * kPoolBufferSize;
     for (int& fd : eventfds) fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     arg = static_cast<uint8_t*>(std::aligned_alloc(64, kArgBufferSize));
+    std::memset(arg, 0, kArgBufferSize);  // calls write only the first 4 KiB (arg() clears it): the rest stays 0
   }
   // 64 KiB aligned, never freed.
   static uint64_t reserve(uint64_t size, int prot) {
