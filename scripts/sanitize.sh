@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test suites under the sanitizers, with clang 14 (scripts/test.sh runs it after the normal build):
-#   asan  ASan+UBSan build in build-asan: every suite but the end-to-end QEMU tests (QEMU itself is not instrumented)
+#   asan  ASan+UBSan build in build-asan: every suite but the e2e QEMU tests (QEMU is not instrumented) and benchmarks
 #   tsan  TSan build in build-tsan: the suites with threads in them (mm, iommu, platform models, vfio, kvm, base)
 #   fuzz  libFuzzer build in build-fuzz: the UAPI sequence fuzzer for NV2PT_FUZZ_SECONDS (default 60) from the seed
 #         corpus fuzz/corpus/ (a longer run: docs/reliability.md)
