@@ -16,6 +16,7 @@
 #include "mm/address_space.h"
 #include "vfio/container.h"
 #include "vfio/group.h"
+#include "vfio/test_groups.h"
 
 namespace nv2pt::bench {
 
@@ -47,18 +48,7 @@ class ClientMemory {
   uint64_t base_ = 0;
 };
 
-// One GPU and its bridges as the seed groups them: a compound table group (pgsizes 4K|64K), v2 only.
-struct NvlinkGroup {
-  explicit NvlinkGroup(int id)
-      : gpu("gpu" + std::to_string(id), iommu::Pe::Kind::kPhb4),
-        npu("npu" + std::to_string(id), iommu::Pe::Kind::kNpu2),
-        table_group("group" + std::to_string(id), iommu::TableGroup::Ops::kNpuCompound, {}, {&gpu, &npu}),
-        group(id, &table_group) {}
-  iommu::Pe gpu;
-  iommu::Pe npu;
-  iommu::TableGroup table_group;
-  vfio::Group group;
-};
+using vfio::testing::NvlinkGroup;
 
 // A v2 container bound to its own address space (memlock fixed and large: the benchmarks measure work, not
 // limits), with one DDW window at bus address 0.
