@@ -24,11 +24,7 @@ namespace nv2pt::interpose {
 std::atomic<Interposer*> Interposer::instance_{nullptr};
 std::atomic<bool> Interposer::device_mapped_{false};
 
-FdTable& fd_table() {
-  // Constant-initialised (all slots null), so it exists before any constructor runs.
-  static FdTable table;
-  return table;
-}
+constinit FdTableStorage fd_table_storage;
 
 namespace {
 
@@ -286,20 +282,18 @@ void Interposer::close(int fd) {
   }
 }
 
-Result<long> Interposer::ioctl(int fd, FdObject& object, unsigned long cmd, unsigned long arg) {
-  const auto dispatch = [&]() -> Result<long> {
-    switch (object.kind) {
-      case FdKind::kContainer: return container_ioctl(object, cmd, arg);
-      case FdKind::kGroup: return group_ioctl(object, cmd, arg);
-      case FdKind::kDevice: return device_ioctl(object, cmd, arg);
-      case FdKind::kFile: break;
-    }
-    return fail(kENOTTY);
-  };
-  // Without a log the result goes straight back: copying it through a local first cost a store-forwarding stall
-  // (the result's flag byte read back as a word) bigger than the rest of the dispatch.
-  if (!log_.enabled()) return dispatch();
-  const Result<long> r = dispatch();
+Result<long> Interposer::dispatch_ioctl(FdObject& object, unsigned long cmd, unsigned long arg) {
+  switch (object.kind) {
+    case FdKind::kContainer: return container_ioctl(object, cmd, arg);
+    case FdKind::kGroup: return group_ioctl(object, cmd, arg);
+    case FdKind::kDevice: return device_ioctl(object, cmd, arg);
+    case FdKind::kFile: break;
+  }
+  return fail(kENOTTY);
+}
+
+Result<long> Interposer::logged_ioctl(int fd, FdObject& object, unsigned long cmd, unsigned long arg) {
+  const Result<long> r = dispatch_ioctl(object, cmd, arg);
   log_.record(fmt::format("{} fd={} {} = {}", describe(object), fd, describe_ioctl(object.kind, cmd, arg, r),
                           r ? std::to_string(*r) : std::string(errno_name(r.error()))));
   return r;

@@ -27,8 +27,15 @@
 
 namespace nv2pt::interpose {
 
-// The fd table lives outside the Interposer so that the lookup in every wrapper never has to create anything.
-FdTable& fd_table();
+// The fd table lives outside the Interposer so that the lookup in every wrapper never has to create anything: it
+// is constant-initialised (all slots null) and never destroyed, since wrappers still run during exit.
+union FdTableStorage {
+  constexpr FdTableStorage() : table() {}
+  ~FdTableStorage() {}
+  FdTable table;
+};
+extern constinit FdTableStorage fd_table_storage;
+inline FdTable& fd_table() { return fd_table_storage.table; }
 
 // Calls that reach the model from a wrapper mark the thread for their duration: libc calls the model itself makes
 // (its memfds, its lock files, dtc) go straight to libc, and never re-enter the interposer.
@@ -64,7 +71,11 @@ class Interposer {
   std::optional<Result<std::string>> realpath(const char* path);
 
   // --- calls on an fd of the table ---
-  Result<long> ioctl(int fd, FdObject& object, unsigned long cmd, unsigned long arg);
+  // Inline, and without the log's formatting in its frame: the dispatch is the hot path of every emulated call.
+  Result<long> ioctl(int fd, FdObject& object, unsigned long cmd, unsigned long arg) {
+    if (log_.enabled()) [[unlikely]] return logged_ioctl(fd, object, cmd, arg);
+    return dispatch_ioctl(object, cmd, arg);
+  }
   Result<size_t> pread(FdObject& object, void* buf, size_t count, off_t offset);
   Result<size_t> pwrite(FdObject& object, const void* buf, size_t count, off_t offset);
   Result<void*> mmap(FdObject& object, void* addr, size_t length, int prot, int flags, off_t offset);
@@ -94,6 +105,8 @@ class Interposer {
   Result<int> install(int fd, std::unique_ptr<FdObject> object);
   std::string describe(const FdObject& object) const;
 
+  Result<long> dispatch_ioctl(FdObject& object, unsigned long cmd, unsigned long arg);
+  Result<long> logged_ioctl(int fd, FdObject& object, unsigned long cmd, unsigned long arg);
   Result<long> container_ioctl(FdObject& object, unsigned long cmd, unsigned long arg);
   Result<long> group_ioctl(FdObject& object, unsigned long cmd, unsigned long arg);
   Result<long> device_ioctl(FdObject& object, unsigned long cmd, unsigned long arg);
