@@ -9,12 +9,21 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 
 #include "base/errno.h"
 #include "iommu/table_geometry.h"
 #include "iommu/tce.h"
 
 namespace nv2pt::iommu {
+
+// An exchange of an entry by the holder of TceTable::lock_updates(): a load and a store, not a locked instruction.
+// Concurrent readers see the old or the new word, as with an exchange.
+inline uint64_t swap_unshared(std::atomic<uint64_t>& entry, uint64_t value) {
+  const uint64_t old = entry.load(std::memory_order_relaxed);
+  entry.store(value, std::memory_order_release);
+  return old;
+}
 
 class TceTable {
  public:
@@ -76,6 +85,13 @@ class TceTable {
     if (tree.top) visit(tree.top, geometry_.levels - 1, 0, fn);
   }
 
+  // Serialises the writers of entries and their cache words: the container's MAP/UNMAP hold it for the call (they
+  // are serialised by the container's lock already, so it is uncontended then), KVM's hypercalls for the host
+  // entries of one guest TCE, which they write without the container's lock. A writer thus sees the entry and its
+  // cache word as a pair, and under the lock they are swapped with plain loads and stores (swap_unshared). Readers
+  // (translations, reports) need no lock. Take it after the registry's read guard.
+  [[nodiscard]] std::unique_lock<std::mutex> lock_updates() { return std::unique_lock(update_mutex_); }
+
   // Valid entries (R or W set) in the hardware table. exchange() and clear() keep it; callers that write leaf
   // entries directly through hw_leaf() report each entry they make valid (+1) or invalid (-1).
   uint64_t live_entries() const { return live_entries_.load(std::memory_order_relaxed); }
@@ -124,6 +140,7 @@ class TceTable {
   std::atomic<uint64_t> allocated_bytes_{0};
   std::atomic<uint64_t> allocated_blocks_{0};
   std::atomic<uint64_t> live_entries_{0};
+  std::mutex update_mutex_;
 };
 
 }  // namespace nv2pt::iommu

@@ -178,6 +178,8 @@ long Vm::mirror(const GuestTceTable& stt, iommu::TceTable& table, uint64_t entry
   // Host entries are indexed from the hardware window's start; the guest's entry from the guest window's.
   const uint64_t first = ((stt.offset() + entry) << shift) - (table.bus_start() >> table.page_shift());
   const DmaDirection dir = iommu::tce_direction(tce);
+  // The container's MAP/UNMAP may be writing the same entries: each entry and its cache word change as a pair.
+  const auto updates = table.lock_updates();
   if (dir == DmaDirection::kNone) {
     for (uint64_t i = 0; i < subpages; ++i) {
       if (long rc = unmap_host_entry(table, first + i, guard); rc != kHSuccess) return rc;

@@ -216,6 +216,32 @@ TEST_F(KvmTest, Scenario81_TwoVcpusIntoTheSameUnallocatedPage) {
   }
 }
 
+// The container maps and unmaps with plain stores until KVM attaches its table; KVM attaching while MAP/UNMAP runs
+// must not lose an old entry on either side (the invariant checker counts every region's mappings).
+TEST_F(KvmTest, KvmAttachingWhileTheContainerMapsLosesNoEntry) {
+  constexpr uint64_t kBytes = 16 * MiB;  // one 16 MiB guest page: 256 host TCEs
+  std::atomic<bool> stop{false};
+  std::thread qemu([&] {
+    vfio_iommu_type1_dma_map map{sizeof(map), VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE, ram.ua(), kWindow1,
+                                 kBytes};
+    vfio_iommu_type1_dma_unmap unmap{sizeof(unmap), 0, kWindow1, kBytes};
+    while (!stop) {
+      EXPECT_TRUE(iommu().map_dma(as, map));
+      EXPECT_TRUE(iommu().unmap_dma(as, unmap));
+    }
+  });
+  attach_16m();
+  for (int i = 0; i < 200; ++i) {
+    EXPECT_EQ(vm.h_put_tce(kLiobn, kWindow1, (16 * MiB) | 3), kHSuccess);
+    EXPECT_EQ(vm.h_put_tce(kLiobn, kWindow1, 0), kHSuccess);
+  }
+  stop = true;
+  qemu.join();
+  ASSERT_EQ(vm.h_stuff_tce(kLiobn, kWindow1, 0, 1), kHSuccess);
+  EXPECT_EQ(host_table().live_entries(), 0u);
+  check();
+}
+
 TEST_F(KvmTest, Scenario83_DeviceReleaseRacingPutTceIntoGpuRam) {
   ClientMemory gpu(64 * MiB, PROT_NONE, 16 * MiB);
   ASSERT_TRUE(vm.set_memory_region(1, 0x400000000000ull, gpu.size(), gpu.ua()));

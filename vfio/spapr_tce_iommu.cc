@@ -396,6 +396,7 @@ Result<void> SpaprTceIommu::map_v2_locked(TceTable& table, uint64_t entry, uint6
     if (pending) region->mapped_add(pending);
     pending = 0;
   };
+  auto updates = table.lock_updates();
   uint64_t done = 0;
   uint64_t live = live_tces_locked();
   const bool near_limit = pages > options_.max_live_tces || live > options_.max_live_tces - pages;
@@ -435,16 +436,14 @@ Result<void> SpaprTceIommu::map_v2_locked(TceTable& table, uint64_t entry, uint6
         error = kEPERM;
         break;
       }
-      // Only this container writes its tables, under mutex_: the entry cannot change between load and exchange.
-      // The load is needed only when this call could reach the limit.
+      // The load for the limit is needed only when this call could reach it.
       if (near_limit && live >= options_.max_live_tces &&
           !(iommu::from_be(hw.entries[i].load(std::memory_order_relaxed)) & iommu::kTcePermMask)) {
         error = kENOSPC;
         break;
       }
-      const uint64_t old = iommu::from_be(hw.entries[i].exchange(iommu::to_be(*hpa | perms)));
-      // The cache word is a plain load and store, as the kernel's *pua: its old value matters only behind a valid
-      // TCE, and one locked exchange per page (the TCE's) is what the hot path can afford.
+      const uint64_t old = iommu::from_be(iommu::swap_unshared(hw.entries[i], iommu::to_be(*hpa | perms)));
+      // The cache word's old value matters only behind a valid TCE.
       const uint64_t old_ua =
           (old & iommu::kTcePermMask) ? iommu::from_be(cache.entries[i].load(std::memory_order_relaxed)) : 0;
       cache.entries[i].store(iommu::to_be(ua), std::memory_order_relaxed);
@@ -463,6 +462,7 @@ Result<void> SpaprTceIommu::map_v2_locked(TceTable& table, uint64_t entry, uint6
   }
   if (error.value) {
     // Undo the entries written so far; the mapping is all or nothing.
+    updates.unlock();
     clear_locked(table, entry, done, &guard);
     return fail(error);
   }
@@ -544,6 +544,7 @@ void SpaprTceIommu::clear_locked(TceTable& table, uint64_t entry, uint64_t pages
     clear_locked(table, entry, pages, &guard);
     return;
   }
+  auto updates = table.lock_updates();
   const uint64_t page = table.page_size();
   // v2: the region the last cleared entries pointed into, and how many of them are not yet taken off its mapped
   // count (one atomic per run of the same region, as in map_v2_locked).
@@ -561,9 +562,9 @@ void SpaprTceIommu::clear_locked(TceTable& table, uint64_t entry, uint64_t pages
     if (hw.entries && cache.entries) {
       uint64_t cleared = 0;
       for (uint64_t i = 0; i < run; ++i) {
-        // An empty entry needs no locked exchange: sparse windows are cleared at the cost of a read.
+        // An empty entry needs no store: sparse windows are cleared at the cost of a read.
         if (!hw.entries[i].load(std::memory_order_relaxed)) continue;
-        const uint64_t old = iommu::from_be(hw.entries[i].exchange(0));
+        const uint64_t old = iommu::from_be(iommu::swap_unshared(hw.entries[i], 0));
         if (!(old & iommu::kTcePermMask)) continue;
         ++cleared;
         if (v2) {
