@@ -9,6 +9,8 @@
 #          for the six, QEMU's memory whoever serves the region.
 # Wall time and peak RSS (GNU time's %M: the larger of nv2pt and its QEMU child) per run, the median of --runs runs
 # of each, alternated so that load on the machine hits all alike. "RSS of the model" is nv2pt's peak minus own's.
+# Where perf works, one more nv2pt run is sampled: the share of its CPU samples in libnv2pt_preload.so (the whole
+# model lives there) is the model's own CPU time, apart from QEMU's VFIO code and the kernel's work for it.
 #
 # usage: qemu_whole_process.sh --nv2pt BIN [--runs N] [--work DIR]
 # Prints "key value" lines (seconds, KiB) for bench/run.sh; exit 77 if QEMU or GNU time is missing.
@@ -65,12 +67,12 @@ done
 measure() {
   local name=$1
   shift
-  /usr/bin/time -f "%e %M" -o "$WORK/$name.one" "$@" >"$WORK/$name.err" 2>&1 || {
+  /usr/bin/time -f "%e %M %U+%S" -o "$WORK/$name.one" "$@" >"$WORK/$name.err" 2>&1 || {
     echo "qemu_whole_process: $name failed:" >&2
     tail -n 20 "$WORK/$name.err" >&2
     exit 1
   }
-  cat "$WORK/$name.one" >>"$WORK/$name.times"
+  awk '{split($3, t, "+"); print $1, $2, t[1] + t[2]}' "$WORK/$name.one" >>"$WORK/$name.times"
 }
 
 rm -f "$WORK"/*.times
@@ -80,6 +82,15 @@ for ((i = 0; i < RUNS; ++i)); do
   measure nv2pt "$NV2PT" run --report "$WORK/report.json" -- "$QEMU" "${machine[@]}" "${devices[@]}" \
     -machine dumpdtb="$WORK/six.dtb"
 done
+
+# The model's own share of the CPU, if perf can sample this process.
+if command -v perf >/dev/null &&
+  perf record -q -F 4999 -o "$WORK/perf.data" -- "$NV2PT" run -- "$QEMU" "${machine[@]}" "${devices[@]}" \
+    -machine dumpdtb="$WORK/perf.dtb" >"$WORK/perf.err" 2>&1; then
+  share=$(perf report -i "$WORK/perf.data" --sort dso --stdio -q 2>/dev/null |
+    awk '$2 == "libnv2pt_preload.so" {sub("%", "", $1); print $1}')
+  [ -z "$share" ] || echo "model_cpu_share_pct $share"
+fi
 
 # The dump must hold what QEMU was asked for: 6 GPUs and 12 bridges.
 dts=$(dtc -q -I dtb -O dts "$WORK/six.dtb")
@@ -93,6 +104,7 @@ fi
 median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 for name in plain own nv2pt; do
   echo "wall_${name}_s $(awk '{print $1}' "$WORK/$name.times" | median)"
+  echo "cpu_${name}_s $(awk '{print $3}' "$WORK/$name.times" | median)"
   echo "rss_${name}_kib $(awk '{print $2}' "$WORK/$name.times" | median)"
 done
 echo "dt_gpus $gpus"

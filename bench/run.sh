@@ -146,6 +146,12 @@ if ((qemu_rc == 0)); then
     "QEMU's own for this configuration $wo s; no devices $wp s" \
     "$(calc %.2f "$wn / $wo")x own; $(calc %.2f "$wn / $wp")x no devices" "<= 1.2x" \
     "$(met "$wn / $wo <= 1.2") vs own; $(met "$wn / $wp <= 1.2") vs no devices"
+  share=$(q model_cpu_share_pct) cn=$(q cpu_nv2pt_s)
+  if [ -n "$share" ]; then
+    row "5 ... the model's own CPU (perf: libnv2pt_preload.so)" "$(calc %.1f "$share * $cn * 10") ms ($share % of $cn s)" \
+      "QEMU's own wall $wo s" "$(calc %.3f "1 + $share * $cn / 100 / $wo")x own" "<= 1.2x" \
+      "$(met "1 + $share * $cn / 100 / $wo <= 1.2")"
+  fi
   row "5 ... peak RSS of the model beyond QEMU's own" "$(calc %.0f "$rn / 1024") MiB" \
     "QEMU's own for this configuration $(calc %.0f "$ro / 1024") MiB; no devices $(calc %.0f "$rp / 1024") MiB" \
     "+$(calc %.1f "($rn - $ro) / 1024") MiB" "<= 64 MiB" "$(met "($rn - $ro) / 1024 <= 64")"
