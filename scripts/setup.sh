@@ -10,6 +10,7 @@ pkgs=(
   qemu-system-ppc
   clang-14 libclang-rt-14-dev
   jq strace util-linux
+  cpio
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -22,3 +23,5 @@ if ((${#missing[@]})); then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# The real ppc64le guest kernel and busybox that e2e.guest_boot_trains_links boots (Debian's registry).
+bash "$(dirname "$0")/fetch-guest.sh"
