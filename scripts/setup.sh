@@ -20,7 +20,9 @@ if ((${#missing[@]})); then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   echo "setup: installing ${missing[*]}"
-  $sudo_cmd apt-get update -qq
+  # A failed index (a mirror mid-sync, another architecture's) must not stop us: the install below says what is
+  # really missing.
+  $sudo_cmd apt-get update -qq || echo "setup: apt-get update reported errors; installing anyway"
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 # The real ppc64le guest kernel and busybox that e2e.guest_boot_trains_links boots (Debian's registry).
