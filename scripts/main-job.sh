@@ -2,7 +2,8 @@
 # The main job. On a fresh Debian bookworm machine: install the packages, build nv2pt, run Debian's unmodified
 # QEMU 7.2 (qemu-system-ppc64, TCG) against the emulated POWER9 Witherspoon host with the embedded default
 # topology, passing through V100 0004:04:00.0 and its two NVLink2 bridges 0006:00:00.0/.1 on the default PHB, and
-# show what the guest gets, read back from the device tree QEMU built for it.
+# show what the guest gets: the device tree QEMU built for it, then a real ppc64le Linux guest (Debian's kernel and
+# busybox, scripts/fetch-guest.sh) booted with the same devices, which trains the NVLinks and onlines GPU RAM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +34,24 @@ echo
 echo "== What the guest gets (nv2pt dtb show $out/guest.dtb)"
 "$nv2pt" dtb show "$out/guest.dtb"
 
+guest=${NV2PT_GUEST_DIR:-$HOME/.cache/nv2pt/guest}
+echo
+echo "== A real guest: Linux $(strings "$guest/vmlinux" | grep -m1 -o 'Linux version [^ ]*' | cut -d' ' -f3) ppc64le under QEMU 7.2 with the same devices"
+bash scripts/make-initramfs.sh "$guest/busybox" "$out/initramfs.cpio.gz"
+cmd=(qemu-system-ppc64 -M pseries,accel=tcg -cpu POWER9 -m 1G -nographic -nodefaults -serial mon:stdio
+     -kernel "$guest/vmlinux" -initrd "$out/initramfs.cpio.gz" -append "console=hvc0 quiet"
+     -device vfio-pci,host=0004:04:00.0,bus=pci.0,addr=1.0
+     -device vfio-pci,host=0006:00:00.0,bus=pci.0,addr=2.0
+     -device vfio-pci,host=0006:00:00.1,bus=pci.0,addr=3.0)
+echo "\$ nv2pt run -- $(printf '%q ' "${cmd[@]}")"
+echo "(the guest's /init is scripts/guest/init; its full console is in $out/guest-console.txt)"
+"$nv2pt" run --report "$out/guest-report.json" --log "$out/guest-events.log" -- "${cmd[@]}" \
+  >"$out/guest-console.txt" 2>&1 || { tail -n 30 "$out/guest-console.txt"; exit 1; }
+tr -d '\r' <"$out/guest-console.txt" | sed -n 's/^.*\(GUEST: \)/  /p'
+echo "  (host side: $(jq '.hmis | length' "$out/guest-report.json") HMIs;" \
+  "links of 0004:04:00.0: $(jq -r '[.links[] | select(.gpu == "0004:04:00.0") | .state] | join(", ")' "$out/guest-report.json"))"
+
 echo
 echo "Files: $out/guest.dtb (the guest device tree), $out/report.json (the host's state at exit),"
-echo "       $out/events.log (every VFIO call QEMU made, with the model's answer)"
+echo "       $out/events.log (every VFIO call QEMU made, with the model's answer), $out/guest-console.txt,"
+echo "       $out/guest-report.json and $out/guest-events.log (the same for the booted guest)"

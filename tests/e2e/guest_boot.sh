@@ -14,52 +14,9 @@ GUEST_DIR=${NV2PT_GUEST_DIR:-$HOME/.cache/nv2pt/guest}
 [ -s "$GUEST_DIR/vmlinux" ] && [ -s "$GUEST_DIR/busybox" ] ||
   skip "no guest kernel in $GUEST_DIR (scripts/fetch-guest.sh fetches it; scripts/setup.sh runs it)"
 command -v cpio >/dev/null || skip "cpio not installed"
+# The guest's /init is scripts/guest/init: it reports "GUEST: key value" lines.
 
-# The guest's whole userland: /init, run by busybox. "nv2pt.early_touch" on the command line makes it read GPU RAM
-# before training.
-mkdir -p "$WORK/initramfs/bin" "$WORK/initramfs/proc" "$WORK/initramfs/sys" "$WORK/initramfs/dev"
-cp "$GUEST_DIR/busybox" "$WORK/initramfs/bin/busybox"
-cat >"$WORK/initramfs/init" <<'INIT'
-#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-say() { echo "GUEST: $*"; }
-echo  # the console may be mid-line (kernel messages)
-gpu_ram=0x400000000000
-for d in /sys/bus/pci/devices/*; do say "pci $(cat $d/vendor):$(cat $d/device)"; done
-say "gpu-ram-node $(cat /proc/device-tree/memory@400000000000/compatible)"
-[ -d /sys/devices/system/node/node1 ] && say "numa-node1 present"
-grep -q nv2pt.early_touch /proc/cmdline && say "early read $(devmem $gpu_ram 64)"
-trained=0
-for d in /sys/bus/pci/devices/*; do
-  [ "$(cat $d/device)" = 0x04ea ] || continue
-  for p in 4 5 6 9; do
-    printf "\\$(printf %03o $p)\\000\\000\\000" | dd of=$d/config bs=4 seek=$((0x88 / 4)) count=1 conv=notrunc 2>/dev/null
-    n=0
-    while :; do
-      s=$(dd if=$d/config bs=4 skip=$((0x84 / 4)) count=1 2>/dev/null | od -An -tx4 | tr -d ' ')
-      n=$((n + 1))
-      [ $((0x$s & 0x40000000)) = 0 ] && [ $n -lt 1000 ] || break
-    done
-    [ $((0x$s & 0x4000000f)) = $((0x40000000)) ] && trained=$((trained + 1))
-  done
-done
-say "procedures completed $trained"
-devmem $((gpu_ram + 0x10000)) 64 0x1122334455667788
-say "gpu-ram read-back $(devmem $((gpu_ram + 0x10000)) 64)"
-echo $gpu_ram > /sys/devices/system/memory/probe && say "probed"
-for b in /sys/devices/system/memory/memory*; do
-  [ "$(cat $b/state)" = offline ] && echo online_movable > $b/state && say "onlined $(basename $b)"
-done
-say "node1-memory $(grep MemTotal /sys/devices/system/node/node1/meminfo | awk '{print $4, $5}')"
-say "done"
-echo o > /proc/sysrq-trigger
-sleep 10
-INIT
-chmod +x "$WORK/initramfs/init"
-(cd "$WORK/initramfs" && find . | cpio -o -H newc 2>/dev/null | gzip -1) >"$WORK/initramfs.cpio.gz"
+"$(dirname "$0")/../../scripts/make-initramfs.sh" "$GUEST_DIR/busybox" "$WORK/initramfs.cpio.gz"
 
 boot() {
   local name=$1 append=$2
