@@ -90,11 +90,43 @@ void BM_GpuRamFirstTouch(benchmark::State& state) {
   state.counters["pages"] = static_cast<double>(pages);
 }
 
+// Times `touch(bytes)` over a fresh shared memfd mapping of `pages` 64 KiB pages each iteration (so every page
+// faults), after `arm(map)` prepared it untimed (false: the mapping is unusable). Reports pages_per_s.
+template <class Arm, class Touch>
+void time_fresh_mappings(benchmark::State& state, const char* name, uint64_t pages, Arm arm, Touch touch) {
+  const uint64_t len = pages * 64 * KiB;
+  using Clock = std::chrono::steady_clock;
+  double total_s = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    const int memfd = memfd_create(name, MFD_CLOEXEC);
+    void* map = memfd < 0 || ftruncate(memfd, static_cast<off_t>(len)) != 0
+                    ? MAP_FAILED
+                    : mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    if (map == MAP_FAILED || !arm(map, len)) {
+      state.SkipWithError("memfd mapping");
+      break;
+    }
+    state.ResumeTiming();
+    const auto t0 = Clock::now();
+    touch(static_cast<volatile uint8_t*>(map), len);
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    state.SetIterationTime(s);
+    total_s += s;
+    state.PauseTiming();
+    munmap(map, len);
+    close(memfd);
+    state.ResumeTiming();
+  }
+  if (total_s > 0)
+    state.counters["pages_per_s"] = static_cast<double>(pages) * static_cast<double>(state.iterations()) / total_s;
+}
+
 // The machine's floor for the same mechanism: a shmem memfd mapping, a userfaultfd service thread that does
 // nothing but zero-fill the 64 KiB page and wake the toucher. Whatever the model adds comes on top of this.
 void BM_UffdFloor(benchmark::State& state) {
   const uint64_t pages = static_cast<uint64_t>(state.range(0));
-  const uint64_t page = 64 * KiB, len = pages * page;
+  const uint64_t page = 64 * KiB;
   const int uffd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
   uffdio_api api{UFFD_API, 0, 0};
   if (uffd < 0 || ioctl(uffd, UFFDIO_API, &api) != 0) return state.SkipWithError("userfaultfd");
@@ -117,75 +149,34 @@ void BM_UffdFloor(benchmark::State& state) {
       }
     }
   });
-  using Clock = std::chrono::steady_clock;
-  double total_s = 0;
-  for (auto _ : state) {
-    // A fresh memfd and mapping every time: every page faults.
-    state.PauseTiming();
-    const int memfd = memfd_create("bench-uffd", MFD_CLOEXEC);
-    void* map = memfd < 0 || ftruncate(memfd, static_cast<off_t>(len)) != 0
-                    ? MAP_FAILED
-                    : mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
-    uffdio_register reg{{reinterpret_cast<uint64_t>(map), len}, UFFDIO_REGISTER_MODE_MISSING, 0};
-    if (map == MAP_FAILED || ioctl(uffd, UFFDIO_REGISTER, &reg) != 0) {
-      state.SkipWithError("memfd mapping");
-      break;
-    }
-    base.store(reinterpret_cast<uint64_t>(map), std::memory_order_release);
-    auto* bytes = static_cast<volatile uint8_t*>(map);
-    state.ResumeTiming();
-    const auto t0 = Clock::now();
-    for (uint64_t i = 0; i < pages; ++i) bytes[i * page] = 1;
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    state.SetIterationTime(s);
-    total_s += s;
-    state.PauseTiming();
-    munmap(map, len);
-    close(memfd);
-    state.ResumeTiming();
-  }
+  time_fresh_mappings(
+      state, "bench-uffd", pages,
+      [&](void* map, uint64_t len) {
+        uffdio_register reg{{reinterpret_cast<uint64_t>(map), len}, UFFDIO_REGISTER_MODE_MISSING, 0};
+        if (ioctl(uffd, UFFDIO_REGISTER, &reg) != 0) return false;
+        base.store(reinterpret_cast<uint64_t>(map), std::memory_order_release);
+        return true;
+      },
+      [&](volatile uint8_t* bytes, uint64_t) {
+        for (uint64_t i = 0; i < pages; ++i) bytes[i * page] = 1;
+      });
   uint64_t one = 1;
   (void)!write(stop, &one, sizeof one);
   server.join();
   close(uffd);
   close(stop);
-  if (total_s > 0)
-    state.counters["pages_per_s"] = static_cast<double>(pages) * static_cast<double>(state.iterations()) / total_s;
 }
 
 // What the kernel itself takes to back the same bytes: a fresh shmem memfd mapping, no userfaultfd, every 4 KiB
 // page of each 64 KiB page written, so each 64 KiB page costs sixteen ordinary shmem faults. The model's one
 // userfaultfd round trip per 64 KiB page (one UFFDIO_ZEROPAGE for all sixteen) is to be compared with this.
 void BM_ShmemTouchFloor(benchmark::State& state) {
-  const uint64_t pages = static_cast<uint64_t>(state.range(0));
-  const uint64_t page = 64 * KiB, len = pages * page;
   const auto small = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-  using Clock = std::chrono::steady_clock;
-  double total_s = 0;
-  for (auto _ : state) {
-    state.PauseTiming();
-    const int memfd = memfd_create("bench-shmem", MFD_CLOEXEC);
-    void* map = memfd < 0 || ftruncate(memfd, static_cast<off_t>(len)) != 0
-                    ? MAP_FAILED
-                    : mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
-    if (map == MAP_FAILED) {
-      state.SkipWithError("memfd mapping");
-      break;
-    }
-    auto* bytes = static_cast<volatile uint8_t*>(map);
-    state.ResumeTiming();
-    const auto t0 = Clock::now();
-    for (uint64_t off = 0; off < len; off += small) bytes[off] = 1;
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    state.SetIterationTime(s);
-    total_s += s;
-    state.PauseTiming();
-    munmap(map, len);
-    close(memfd);
-    state.ResumeTiming();
-  }
-  if (total_s > 0)
-    state.counters["pages_per_s"] = static_cast<double>(pages) * static_cast<double>(state.iterations()) / total_s;
+  time_fresh_mappings(
+      state, "bench-shmem", static_cast<uint64_t>(state.range(0)), [](void*, uint64_t) { return true; },
+      [&](volatile uint8_t* bytes, uint64_t len) {
+        for (uint64_t off = 0; off < len; off += small) bytes[off] = 1;
+      });
 }
 
 BENCHMARK(BM_GpuRamFirstTouch)->Arg(4096)->UseManualTime()->Unit(benchmark::kMillisecond);
