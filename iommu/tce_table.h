@@ -92,6 +92,14 @@ class TceTable {
   // (translations, reports) need no lock. Take it after the registry's read guard.
   [[nodiscard]] std::unique_lock<std::mutex> lock_updates() { return std::unique_lock(update_mutex_); }
 
+  // A table its owner (the container) took out of service: KVM may still hold it, but writes nothing more into it.
+  // The owner retires it before it clears it for the last time, so no entry written later can outlive the clear.
+  void retire() {
+    const auto lock = lock_updates();
+    retired_.store(true, std::memory_order_relaxed);
+  }
+  bool retired() const { return retired_.load(std::memory_order_relaxed); }  // read it under lock_updates()
+
   // Valid entries (R or W set) in the hardware table. exchange() and clear() keep it; callers that write leaf
   // entries directly through hw_leaf() report each entry they make valid (+1) or invalid (-1).
   uint64_t live_entries() const { return live_entries_.load(std::memory_order_relaxed); }
@@ -141,6 +149,7 @@ class TceTable {
   std::atomic<uint64_t> allocated_blocks_{0};
   std::atomic<uint64_t> live_entries_{0};
   std::mutex update_mutex_;
+  std::atomic<bool> retired_{false};
 };
 
 }  // namespace nv2pt::iommu

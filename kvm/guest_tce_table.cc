@@ -66,7 +66,7 @@ std::vector<GuestTceTable::Attached> GuestTceTable::attached() const {
   return attached_;
 }
 
-void GuestTceTable::attach(iommu::TceTable* table, int group_id) {
+void GuestTceTable::attach(std::shared_ptr<iommu::TceTable> table, int group_id) {
   std::lock_guard lock(mutex_);
   for (Attached& a : attached_) {
     if (a.table == table) {
@@ -74,7 +74,7 @@ void GuestTceTable::attach(iommu::TceTable* table, int group_id) {
       return;
     }
   }
-  attached_.push_back({table, group_id, 1});
+  attached_.push_back({std::move(table), group_id, 1});
 }
 
 void GuestTceTable::detach_group(int group_id) {

@@ -46,12 +46,12 @@ class GuestTceTable {
 
   // Hardware tables attached through KVM_DEV_VFIO_GROUP_SET_SPAPR_TCE, each with a reference count.
   struct Attached {
-    iommu::TceTable* table;
+    std::shared_ptr<iommu::TceTable> table;  // kept alive while attached, also after its window is removed
     int group_id;
     int refs;
   };
   std::vector<Attached> attached() const;
-  void attach(iommu::TceTable* table, int group_id);
+  void attach(std::shared_ptr<iommu::TceTable> table, int group_id);
   void detach_group(int group_id);
 
  private:

@@ -6,6 +6,7 @@
 #include "base/checked.h"
 #include "base/host_page.h"
 #include "iommu/tce.h"
+#include "vfio/container.h"
 
 namespace nv2pt::kvm {
 namespace {
@@ -97,14 +98,17 @@ Result<void> Vm::vfio_set_spapr_tce(vfio::Group& group, uint64_t liobn) {
   if (!stt) return fail(kEINVAL);  // not a TCE table fd of this VM
   iommu::TableGroup* table_group = group.table_group();
   if (!table_group) return fail(kEFAULT);
+  const std::shared_ptr<vfio::Container> container = group.container();
+  if (!container) return fail(kEINVAL);
+  const uint64_t guest_start = stt->offset() << stt->page_shift();
+  const uint64_t guest_bytes = stt->size() << stt->page_shift();
   for (unsigned num = 0; num < iommu::kMaxWindows; ++num) {
-    iommu::TceTable* t = table_group->table(num);
+    // Held like the kernel's table reference: the container may remove the window while the guest table lives.
+    std::shared_ptr<iommu::TceTable> t = container->window_table(table_group->table(num));
     if (!t) continue;
-    const uint64_t guest_start = stt->offset() << stt->page_shift();
-    const uint64_t guest_bytes = stt->size() << stt->page_shift();
     if (t->page_shift() <= stt->page_shift() && t->bus_start() == guest_start &&
         t->bus_end() - t->bus_start() >= guest_bytes) {
-      stt->attach(t, group.id());
+      stt->attach(std::move(t), group.id());
       return {};
     }
   }
@@ -180,6 +184,7 @@ long Vm::mirror(const GuestTceTable& stt, iommu::TceTable& table, uint64_t entry
   const DmaDirection dir = iommu::tce_direction(tce);
   // The container's MAP/UNMAP may be writing the same entries: each entry and its cache word change as a pair.
   const auto updates = table.lock_updates();
+  if (table.retired()) return kHSuccess;  // its window is gone: no hardware entry behind this guest table there
   if (dir == DmaDirection::kNone) {
     for (uint64_t i = 0; i < subpages; ++i) {
       if (long rc = unmap_host_entry(table, first + i, guard); rc != kHSuccess) return rc;

@@ -22,8 +22,8 @@ constexpr uint64_t kGpuHpa = 0x400000000000ull;
 class KvmTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(container.attach_group(g4.group));
-    ASSERT_TRUE(container.set_iommu(VFIO_SPAPR_TCE_v2_IOMMU));
+    ASSERT_TRUE(g4.group.set_container(container));  // KVM finds the group's tables through its container
+    ASSERT_TRUE(container->set_iommu(VFIO_SPAPR_TCE_v2_IOMMU));
     vfio_iommu_spapr_register_memory reg{sizeof(reg), 0, ram.ua(), ram.size()};
     ASSERT_TRUE(iommu().register_memory(as, reg));
     vfio_iommu_spapr_tce_remove rm{sizeof(rm), 0, 0};
@@ -36,7 +36,10 @@ class KvmTest : public ::testing::Test {
     ASSERT_EQ(cr.start_addr, kWindow1);
     ASSERT_TRUE(vm.set_memory_region(0, 0, ram.size(), ram.ua()));
   }
-  void TearDown() override { check(); }
+  void TearDown() override {
+    check();
+    (void)g4.group.unset_container();  // the container goes with the fixture, before the memory it registered
+  }
   void check() {
     uint64_t stt_pages = 0;
     for (uint64_t liobn : {kLiobn, kLiobn + 1}) {
@@ -45,7 +48,7 @@ class KvmTest : public ::testing::Test {
     vfio::InvariantReport r = vfio::check_invariants(as, {&iommu()}, stt_pages);
     EXPECT_TRUE(r.ok()) << r.to_string();
   }
-  vfio::SpaprTceIommu& iommu() { return *container.iommu(); }
+  vfio::SpaprTceIommu& iommu() { return *container->iommu(); }
   const iommu::TceTable& host_table() { return *g4.table_group.table(1); }
   // A guest table of 16 MiB pages over the 64-bit window, attached to group 4.
   GuestTceTable* attach_16m() {
@@ -60,7 +63,7 @@ class KvmTest : public ::testing::Test {
   mm::AddressSpace as{process_options(1)};
   NvlinkGroup g4{4};
   ClientMemory ram{64 * MiB, PROT_READ | PROT_WRITE, 16 * MiB};
-  vfio::Container container;
+  std::shared_ptr<vfio::Container> container = std::make_shared<vfio::Container>();
   Vm vm{as, 1};
 };
 
@@ -240,6 +243,28 @@ TEST_F(KvmTest, KvmAttachingWhileTheContainerMapsLosesNoEntry) {
   ASSERT_EQ(vm.h_stuff_tce(kLiobn, kWindow1, 0, 1), kHSuccess);
   EXPECT_EQ(host_table().live_entries(), 0u);
   check();
+}
+
+// The guest table keeps the hardware table it was attached to, as the kernel's reference does: after the container
+// removes the window, hypercalls still succeed on the guest table, write nothing into the retired one, and leave no
+// mapping behind (the registration can go).
+TEST_F(KvmTest, WindowRemovedUnderAnAttachedGuestTable) {
+  attach_16m();
+  ASSERT_EQ(vm.h_put_tce(kLiobn, kWindow1, (16 * MiB) | 3), kHSuccess);
+  const std::weak_ptr<iommu::TceTable> held = vm.tce_table(kLiobn)->attached().front().table;
+  vfio_iommu_spapr_tce_remove rm{sizeof(rm), 0, kWindow1};
+  ASSERT_TRUE(iommu().remove_window(as, rm));
+  ASSERT_FALSE(held.expired()) << "the guest table must keep the hardware table alive";
+  EXPECT_EQ(held.lock()->live_entries(), 0u);
+  EXPECT_EQ(vm.h_put_tce(kLiobn, kWindow1 + 16 * MiB, (32 * MiB) | 3), kHSuccess);
+  EXPECT_EQ(held.lock()->live_entries(), 0u) << "a retired table took new entries";
+  EXPECT_EQ(vm.h_get_tce(kLiobn, kWindow1 + 16 * MiB).second, (32 * MiB) | 3);  // the guest table itself is kept
+  EXPECT_EQ(vm.h_stuff_tce(kLiobn, kWindow1, 0, 4), kHSuccess);
+  check();
+  vfio_iommu_spapr_register_memory unreg{sizeof(unreg), 0, ram.ua(), ram.size()};
+  EXPECT_TRUE(iommu().unregister_memory(as, unreg));
+  vm.release_tce_table(kLiobn);
+  EXPECT_TRUE(held.expired()) << "the table outlived its last holder";
 }
 
 TEST_F(KvmTest, Scenario83_DeviceReleaseRacingPutTceIntoGpuRam) {

@@ -49,6 +49,11 @@ Result<long> Container::ioctl(mm::AddressSpace& caller, unsigned long cmd, unsig
   return iommu_->ioctl(caller, cmd, arg);
 }
 
+std::shared_ptr<iommu::TceTable> Container::window_table(const iommu::TceTable* view) const {
+  std::shared_lock lock(mutex_);
+  return iommu_ ? iommu_->window_table(view) : nullptr;
+}
+
 SpaprTceIommu* Container::iommu() const {
   std::shared_lock lock(mutex_);
   return iommu_.get();

@@ -40,6 +40,8 @@ class Container {
 
   // The driver, null until SET_IOMMU.
   SpaprTceIommu* iommu() const;
+  // SpaprTceIommu::window_table under the container's lock (the driver may go away with the last group).
+  std::shared_ptr<iommu::TceTable> window_table(const iommu::TceTable* view) const;
   std::vector<Group*> groups() const;
 
  private:

@@ -190,6 +190,7 @@ Result<uint64_t> SpaprTceIommu::create_window_locked(unsigned page_shift, uint64
 
 void SpaprTceIommu::free_window_locked(unsigned slot) {
   Window& w = windows_[slot];
+  if (w.table) w.table->retire();  // KVM may hold it still: nothing more is written into it
   clear_locked(*w.view, 0, w.view->size());
   if (w.charged_pages && mm_) mm_->locked_memory().uncharge(w.charged_pages);
   windows_[slot] = Window{};
@@ -688,6 +689,16 @@ std::vector<SpaprTceIommu::WindowInfo> SpaprTceIommu::windows() const {
     if (windows_[s].view) out.push_back({s, windows_[s].view, windows_[s].charged_pages});
   }
   return out;
+}
+
+std::shared_ptr<iommu::TceTable> SpaprTceIommu::window_table(const iommu::TceTable* view) const {
+  Lock lock(mutex_);
+  for (const Window& w : windows_) {
+    if (!view || w.view != view) continue;
+    if (w.table) return w.table;
+    return std::shared_ptr<iommu::TceTable>(std::shared_ptr<void>(), w.view);  // borrowed: the group owns it
+  }
+  return nullptr;
 }
 
 std::vector<mm::RegionRef> SpaprTceIommu::registrations() const {

@@ -86,6 +86,10 @@ class SpaprTceIommu {
   bool enabled() const;
   bool default_window_pending() const;
   std::vector<WindowInfo> windows() const;
+  // The table of the window that `view` is, for KVM to hold: the owning pointer of a window this container
+  // created, a non-owning one for the group's own table that a v1 container borrows (it lives as long as the
+  // group), null if `view` is no window of this container.
+  std::shared_ptr<iommu::TceTable> window_table(const iommu::TceTable* view) const;
   std::vector<mm::RegionRef> registrations() const;
   std::vector<Group*> groups() const;
   mm::AddressSpace* address_space() const;
@@ -98,7 +102,9 @@ class SpaprTceIommu {
   explicit SpaprTceIommu(Version version, Options options) : version_(version), options_(options) {}
 
   struct Window {
-    std::unique_ptr<iommu::TceTable> table;  // null for a v1 container, which borrows the group's table
+    // Shared with KVM guest tables attached to it (KVM_DEV_VFIO_GROUP_SET_SPAPR_TCE), which keep it alive after the
+    // window is removed, as the kernel's table reference does. Null for a v1 container, which borrows the group's.
+    std::shared_ptr<iommu::TceTable> table;
     iommu::TceTable* view = nullptr;
     uint64_t charged_pages = 0;
   };
