@@ -219,8 +219,8 @@ TEST_F(KvmTest, Scenario81_TwoVcpusIntoTheSameUnallocatedPage) {
   }
 }
 
-// The container maps and unmaps with plain stores until KVM attaches its table; KVM attaching while MAP/UNMAP runs
-// must not lose an old entry on either side (the invariant checker counts every region's mappings).
+// The container's MAP/UNMAP and KVM's hypercalls write the same entries, each without the other's lock: racing on
+// them must not lose an old entry on either side (the invariant checker counts every region's mappings).
 TEST_F(KvmTest, KvmAttachingWhileTheContainerMapsLosesNoEntry) {
   constexpr uint64_t kBytes = 16 * MiB;  // one 16 MiB guest page: 256 host TCEs
   std::atomic<bool> stop{false};
