@@ -25,7 +25,7 @@ Vm::~Vm() {
 }
 
 Result<void> Vm::set_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, uint64_t ua) {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(slots_mutex_);
   if (size == 0) {
     slots_.erase(slot);
     return {};
@@ -41,7 +41,7 @@ Result<void> Vm::set_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, u
 }
 
 std::optional<uint64_t> Vm::gpa_to_ua(uint64_t gpa) const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(slots_mutex_);
   for (const auto& [id, s] : slots_) {
     if (gpa >= s.gpa && gpa - s.gpa < s.size) return s.ua + (gpa - s.gpa);
   }

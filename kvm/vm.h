@@ -76,6 +76,10 @@ class Vm {
   mm::AddressSpace& mm_;
   const uint32_t lpid_;
   mutable std::mutex mutex_;
+  // The memory slots have their own lock, innermost of all: hypercalls translate guest addresses while they hold
+  // the registry's read guard, and group add/del take the group's lock (and through it the container's) under
+  // mutex_, so taking mutex_ there would close a cycle.
+  mutable std::mutex slots_mutex_;
   std::map<uint32_t, Slot> slots_;
   std::map<uint64_t, std::unique_ptr<GuestTceTable>> tables_;
   std::vector<vfio::Group*> groups_;
