@@ -156,6 +156,16 @@ TEST_F(KvmTest, Scenario75_PutTceIndirect) {
   EXPECT_EQ(iommu().registrations().front()->mapped(), 1u + 4 * 256);
 }
 
+// The TCE list is read as the kernel's get_user reads it: a memory slot over memory the client cannot read is
+// H_TOO_HARD, not a fault in the model.
+TEST_F(KvmTest, IndirectListInUnreadableMemoryIsTooHard) {
+  attach_16m();
+  ClientMemory unreadable(1 * MiB, PROT_NONE);
+  ASSERT_TRUE(vm.set_memory_region(1, 1ull << 40, unreadable.size(), unreadable.ua()));
+  EXPECT_EQ(vm.h_put_tce_indirect(kLiobn, kWindow1, 1ull << 40, 4), kHTooHard);
+  EXPECT_EQ(host_table().get(0), 0u);
+}
+
 TEST_F(KvmTest, Q20_IndirectEntryWithoutPermissionsUnmaps) {  // the kernel maps it and leaks a count
   attach_16m();
   ASSERT_EQ(vm.h_put_tce(kLiobn, kWindow1, (16 * MiB) | 3), kHSuccess);
