@@ -1,14 +1,12 @@
 #include "kvm/vm.h"
 
-#include <sys/uio.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstring>
 
 #include "base/checked.h"
 #include "base/host_page.h"
 #include "iommu/tce.h"
+#include "mm/client_memory.h"
 #include "vfio/container.h"
 
 namespace nv2pt::kvm {
@@ -19,14 +17,6 @@ using iommu::DmaDirection;
 constexpr uint64_t kMaxIndirect = 512;  // a 4 KiB list holds 512 TCEs
 
 uint64_t tce_gpa(uint64_t tce) { return tce & ~iommu::kTcePermMask; }
-
-// The kernel's get_user on guest memory: the memory slot may point at memory the client never mapped, or mapped
-// without read access; that is a failed copy (the caller answers H_TOO_HARD), never a fault inside the model.
-bool copy_from_client(void* out, uint64_t ua, size_t len) {
-  iovec local{out, len};
-  iovec remote{reinterpret_cast<void*>(ua), len};
-  return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == static_cast<ssize_t>(len);
-}
 
 }  // namespace
 
@@ -235,7 +225,8 @@ long Vm::h_put_tce_indirect(uint64_t liobn, uint64_t ioba, uint64_t tce_list_gpa
   auto list_ua = gpa_to_ua(tce_list_gpa);
   if (!list_ua) return kHTooHard;
   std::vector<uint64_t> tces(npages);
-  if (npages && !copy_from_client(tces.data(), *list_ua, npages * 8)) return kHTooHard;
+  // As get_user: the slot may point at memory the client never mapped or cannot read.
+  if (!mm::copy_from_client(tces.data(), *list_ua, npages * 8)) return kHTooHard;
   for (uint64_t& t : tces) t = iommu::from_be(t);
   const auto guard = mm_.registry().read();
   // Every TCE is validated before any is applied: one bad entry changes nothing.

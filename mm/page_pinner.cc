@@ -1,16 +1,16 @@
 #include "mm/page_pinner.h"
 
 #include <sys/mman.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
-#include <cstring>
+#include <cerrno>
 #include <fstream>
 #include <string>
 
 #include "base/checked.h"
 #include "base/fault_injection.h"
 #include "base/host_page.h"
+#include "mm/client_memory.h"
 
 namespace nv2pt::mm {
 
@@ -44,25 +44,6 @@ bool maps_allow(uint64_t ua, uint64_t end, bool write) {
     next = vend;
   }
   return next >= end;
-}
-
-// 0: process_vm_* not tried yet, 1: works, 2: refused (seccomp, ENOSYS): use memcpy.
-std::atomic<int> g_process_vm_state{0};
-
-bool copy_via_process_vm(void* local, void* remote, size_t len, bool to_remote, bool* fault) {
-  if (g_process_vm_state.load(std::memory_order_relaxed) == 2) return false;
-  iovec l{local, len}, r{remote, len};
-  ssize_t n = to_remote ? process_vm_writev(getpid(), &l, 1, &r, 1, 0) : process_vm_readv(getpid(), &l, 1, &r, 1, 0);
-  if (n == static_cast<ssize_t>(len)) {
-    g_process_vm_state.store(1, std::memory_order_relaxed);
-    return true;
-  }
-  if (n < 0 && (errno == ENOSYS || errno == EPERM)) {
-    g_process_vm_state.store(2, std::memory_order_relaxed);
-    return false;
-  }
-  *fault = true;  // partial copy or EFAULT: the client's mapping went away or is read-only
-  return true;
 }
 
 }  // namespace
@@ -367,23 +348,14 @@ Result<void> PagePinner::for_each_dma_piece(uint64_t hpa, size_t len, Copy&& cop
 Result<void> PagePinner::dma_read(uint64_t hpa, std::span<std::byte> out) const {
   ReadLock lock(mu_);
   return for_each_dma_piece(hpa, out.size(), [&](uint64_t ua, uint64_t off, uint64_t n) -> Result<void> {
-    bool fault = false;
-    auto* src = reinterpret_cast<void*>(ua);
-    if (!copy_via_process_vm(out.data() + off, src, n, /*to_remote=*/false, &fault)) std::memcpy(out.data() + off, src, n);
-    if (fault) return fail(kEFAULT);
-    return {};
+    return copy_from_client(out.data() + off, ua, n);
   });
 }
 
 Result<void> PagePinner::dma_write(uint64_t hpa, std::span<const std::byte> in) const {
   ReadLock lock(mu_);
   return for_each_dma_piece(hpa, in.size(), [&](uint64_t ua, uint64_t off, uint64_t n) -> Result<void> {
-    bool fault = false;
-    auto* dst = reinterpret_cast<void*>(ua);
-    auto* src = const_cast<std::byte*>(in.data() + off);  // iovec wants non-const; process_vm_writev only reads it
-    if (!copy_via_process_vm(src, dst, n, /*to_remote=*/true, &fault)) std::memcpy(dst, src, n);
-    if (fault) return fail(kEFAULT);
-    return {};
+    return copy_to_client(ua, in.data() + off, n);
   });
 }
 

@@ -1,0 +1,45 @@
+#include "mm/client_memory.h"
+
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+namespace nv2pt::mm {
+namespace {
+
+// 0: process_vm_* not tried yet, 1: works, 2: refused: plain copies.
+std::atomic<int> g_process_vm_state{0};
+
+Result<void> copy(void* local, void* remote, size_t len, bool to_remote) {
+  if (len == 0) return {};
+  if (g_process_vm_state.load(std::memory_order_relaxed) != 2) {
+    iovec l{local, len}, r{remote, len};
+    const ssize_t n =
+        to_remote ? process_vm_writev(getpid(), &l, 1, &r, 1, 0) : process_vm_readv(getpid(), &l, 1, &r, 1, 0);
+    if (n == static_cast<ssize_t>(len)) {
+      g_process_vm_state.store(1, std::memory_order_relaxed);
+      return {};
+    }
+    if (!(n < 0 && (errno == ENOSYS || errno == EPERM))) return fail(kEFAULT);  // partial, or the range faulted
+    g_process_vm_state.store(2, std::memory_order_relaxed);
+  }
+  if (to_remote) std::memcpy(remote, local, len);
+  else std::memcpy(local, remote, len);
+  return {};
+}
+
+}  // namespace
+
+Result<void> copy_from_client(void* out, uint64_t ua, size_t len) {
+  return copy(out, reinterpret_cast<void*>(ua), len, /*to_remote=*/false);
+}
+
+Result<void> copy_to_client(uint64_t ua, const void* in, size_t len) {
+  // iovec wants non-const; process_vm_writev only reads the local side.
+  return copy(const_cast<void*>(in), reinterpret_cast<void*>(ua), len, /*to_remote=*/true);
+}
+
+}  // namespace nv2pt::mm
