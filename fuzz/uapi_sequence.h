@@ -29,8 +29,20 @@ enum Op : uint8_t {
   kDeviceMmap,       // u8 device slot, u8 region index, u8 length mode, u64 length, u64 offset-in-region,
                      // u8 unaligned, u8 read-only, u8 flags (0 mod 8: MAP_PRIVATE)
   kMunmap,           // u8 mapping slot
+  // The in-kernel TCE path, one VM per input (appended: older seeds decode as before).
+  kKvmMemorySlot,     // u8 slot, address operand (the slot's user address), u64 gpa, u64 size
+  kKvmCreateTceTable, // u8 liobn index, u8 page shift, u32 flags, u64 offset, u64 size (both in IOMMU pages)
+  kKvmReleaseTceTable,// u8 liobn index
+  kKvmGroup,          // u8 group slot, u8 add (even) or del (odd)
+  kKvmSetSpaprTce,    // u8 group slot, u8 liobn index
+  kHcall,             // u8 call (HcallKind), u8 liobn index, u64 ioba, u64 tce (or the list's gpa), u16 npages
   kOpCount,
 };
+
+// kHcall's first operand, modulo the count.
+enum HcallKind : uint8_t { kHPutTce, kHPutTceIndirect, kHStuffTce, kHGetTce, kHcallKindCount };
+// LIOBNs are kLiobnBase + index % kSlots.
+inline constexpr uint64_t kLiobnBase = 0x80000000;
 
 // Container calls (kContainerIoctl's second operand, modulo the count).
 enum ContainerCall : uint8_t {

@@ -1,6 +1,6 @@
 // Writes the seed corpus of the UAPI sequence fuzzer: the QEMU 7.2 realize-and-reset sequence for one GPU and its
 // two bridges (the steps of vfio/qemu_sequence_test.cc) in the fuzzer's encoding, and variants of it (closes in
-// other orders, link training and GPU-RAM access, v1, short argsz). Usage: uapi_sequence_corpus <directory>.
+// other orders, link training and GPU-RAM access, KVM's in-kernel TCE path, v1, short argsz). Usage: uapi_sequence_corpus <directory>.
 #include <linux/vfio.h>
 
 #include <cstdio>
@@ -14,7 +14,7 @@ namespace {
 
 constexpr uint8_t kGroup4 = 0;  // index 0 of the host's group ids (4, 5, 6, 10, 11, 12)
 constexpr uint8_t kGpu = 0, kBridge0 = 1, kBridge1 = 2;  // device slots, in group member order
-constexpr uint8_t kGpuBar0Map = 0, kGpuRamMap = 1;       // mapping slots
+constexpr uint8_t kGpuRamMap = 1;  // mapping slot of the GPU-RAM mmap (slot 0: BAR0)
 
 struct Seq : InputWriter {
   // The writer's calls again, returning Seq& so that the helpers below chain with them.
@@ -109,6 +109,22 @@ void train_and_touch(Seq& s) {
   s.op(kDeviceAccess).u8(kGpu).u8(0).u8(9).u8(0).u64(0x1234).u16(4);
 }
 
+// QEMU with KVM: guest RAM (pool buffer 0) as memory slot 0 at gpa 0, a guest table of 64 KiB pages over the DDW
+// window made in reset_and_map (4 GiB at 1 << 59), the group added and attached, then the TCE hypercalls.
+void kvm_tce_path(Seq& s) {
+  constexpr uint64_t kWindow = 1ull << 59;
+  s.op(kKvmMemorySlot).u8(0).pool_address(0, 0).u64(0).u64(4 << 20);
+  s.op(kKvmCreateTceTable).u8(0).u8(16).u32(0).u64(kWindow >> 16).u64((1ull << 32) >> 16);
+  s.op(kKvmGroup).u8(0).u8(0);
+  s.op(kKvmSetSpaprTce).u8(0).u8(0);
+  s.op(kHcall).u8(kHPutTce).u8(0).u64(kWindow + (64 << 20)).u64(0x10000 | 3).u16(1);
+  s.op(kHcall).u8(kHPutTceIndirect).u8(0).u64(kWindow + (128 << 20)).u64(0).u16(8);
+  s.op(kHcall).u8(kHGetTce).u8(0).u64(kWindow + (64 << 20)).u64(0).u16(1);
+  s.op(kHcall).u8(kHStuffTce).u8(0).u64(kWindow + (64 << 20)).u64(0).u16(16);
+  s.container_call(kTceRemove).u8(0).u64(kWindow).exact();  // the window goes while the guest table holds it
+  s.op(kHcall).u8(kHPutTce).u8(0).u64(kWindow).u64(0x20000 | 1).u16(1);
+}
+
 void close_like_qemu(Seq& s) {
   for (uint8_t m = 0; m < 4; ++m) s.op(kMunmap).u8(m);
   for (uint8_t d : {kGpu, kBridge0, kBridge1}) s.op(kCloseDevice).u8(d);
@@ -156,6 +172,9 @@ int main(int argc, char** argv) {
   close_container_first(reversed);
   Seq trained = qemu(true);
   close_like_qemu(trained);
+  Seq with_kvm = qemu(false);
+  kvm_tce_path(with_kvm);
+  close_like_qemu(with_kvm);
   Seq v1;  // a v1 container refuses the NVLink group; its calls then fail in every way
   v1.op(kOpenGroup).u8(kGroup4).op(kOpenContainer).op(kSetContainer).u8(0).u8(0).op(kSetIommu).u8(0).u8(2);
   v1.container_call(kEnable);
@@ -169,7 +188,7 @@ int main(int argc, char** argv) {
   short_args.container_call(kUnregister).u8(0).pool_address(0, 0).u64(4 << 20).u8(kArgszShort);
   const std::pair<const char*, const Seq*> seeds[] = {
       {"qemu-7.2", &plain}, {"qemu-7.2-close-container-first", &reversed}, {"qemu-7.2-train-and-touch", &trained},
-      {"v1-container", &v1}, {"short-argsz", &short_args}};
+      {"v1-container", &v1}, {"short-argsz", &short_args}, {"qemu-7.2-kvm-tce", &with_kvm}};
   for (auto [name, seq] : seeds) {
     if (!write_file(dir + "/" + name, seq->bytes())) {
       std::perror(name);

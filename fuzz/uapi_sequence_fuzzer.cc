@@ -23,6 +23,7 @@
 
 #include "base/host_page.h"
 #include "fuzz/uapi_sequence.h"
+#include "kvm/vm.h"
 #include "vfio/host.h"
 #include "vfio/invariant_checker.h"
 
@@ -110,6 +111,7 @@ class Session {
     as.id = 1;
     as.memlock = mm::MemlockPolicy::fixed(kMemlockBytes, /*cap_ipc_lock=*/false);
     as_ = std::make_unique<mm::AddressSpace>(as);
+    vm_ = std::make_unique<kvm::Vm>(*as_, 1);
     group_ids_ = host_->group_ids();
   }
 
@@ -254,7 +256,58 @@ class Session {
       case kDeviceAccess: device_access(in); break;
       case kDeviceMmap: device_mmap(in); break;
       case kMunmap: unmap(mappings_[in.u8() % kSlots]); break;
+      case kKvmMemorySlot: {
+        const uint32_t slot = in.u8() % kSlots;
+        const uint64_t ua = address(in);
+        const uint64_t gpa = in.u64();
+        (void)vm_->set_memory_region(slot, gpa, in.u64(), ua);
+        break;
+      }
+      case kKvmCreateTceTable: {
+        kvm::CreateSpaprTce64 args{};
+        args.liobn = liobn(in);
+        args.page_shift = in.u8();
+        args.flags = in.u32();
+        args.offset = in.u64();
+        args.size = in.u64();
+        (void)vm_->create_tce_table(args);
+        break;
+      }
+      case kKvmReleaseTceTable: vm_->release_tce_table(liobn(in)); break;
+      case kKvmGroup: {
+        vfio::Group* g = groups_[in.u8() % kSlots];
+        const bool del = in.u8() & 1;
+        if (!g) break;
+        if (del) (void)vm_->vfio_group_del(*g);
+        else if (vm_->vfio_group_add(*g)) kvm_groups_.push_back(g);
+        break;
+      }
+      case kKvmSetSpaprTce: {
+        vfio::Group* g = groups_[in.u8() % kSlots];
+        const uint64_t l = liobn(in);
+        if (g) (void)vm_->vfio_set_spapr_tce(*g, l);
+        break;
+      }
+      case kHcall: hcall(in); break;
     }
+  }
+
+  uint64_t liobn(InputReader& in) { return kLiobnBase + in.u8() % kSlots; }
+
+  void hcall(InputReader& in) {
+    const uint8_t kind = in.u8() % kHcallKindCount;
+    const uint64_t l = liobn(in);
+    const uint64_t ioba = in.u64();
+    const uint64_t tce = in.u64();
+    const uint64_t npages = in.u16();
+    long rc = 0;
+    switch (kind) {
+      case kHPutTce: rc = vm_->h_put_tce(l, ioba, tce); break;
+      case kHPutTceIndirect: rc = vm_->h_put_tce_indirect(l, ioba, tce, npages); break;
+      case kHStuffTce: rc = vm_->h_stuff_tce(l, ioba, tce, npages); break;
+      default: rc = vm_->h_get_tce(l, ioba).first; break;
+    }
+    if (trace()) std::fprintf(stderr, "  hcall %u = %ld\n", kind, rc);
   }
 
   void container_ioctl(InputReader& in) {
@@ -496,6 +549,11 @@ class Session {
   }
 
   void close_all() {
+    // The KVM fds first: a group added to the VM is deleted from it (the group outlives this input in the shared
+    // host), then the VM goes with its guest tables.
+    for (vfio::Group* g : kvm_groups_) (void)vm_->vfio_group_del(*g);
+    kvm_groups_.clear();
+    vm_.reset();
     for (auto& m : mappings_) unmap(m);
     for (auto& d : devices_) {
       if (d) d->group->device_released(*d->device);
@@ -513,7 +571,10 @@ class Session {
     std::vector<const vfio::SpaprTceIommu*> iommus;
     for (const auto& c : live)
       if (const vfio::SpaprTceIommu* i = c->iommu()) iommus.push_back(i);
-    vfio::InvariantReport r = vfio::check_invariants(*as_, iommus);
+    uint64_t stt_pages = 0;  // locked memory the guest TCE tables charged
+    for (uint64_t i = 0; vm_ && i < kSlots; ++i)
+      if (const kvm::GuestTceTable* t = vm_->tce_table(kLiobnBase + i)) stt_pages += t->charged_pages();
+    vfio::InvariantReport r = vfio::check_invariants(*as_, iommus, stt_pages);
     if (!r.ok()) die("invariant violated " + when + ":\n" + r.to_string());
   }
 
@@ -533,6 +594,8 @@ class Session {
   std::unique_ptr<vfio::Host> owned_host_;
   vfio::Host* host_;
   std::unique_ptr<mm::AddressSpace> as_;  // after the host: destroyed first, like a process's mm after its fds
+  std::unique_ptr<kvm::Vm> vm_;           // after the address space: destroyed before it
+  std::vector<vfio::Group*> kvm_groups_;  // groups added to the VM (deleted from it at the end of the input)
   std::vector<int> group_ids_;
   std::array<std::shared_ptr<vfio::Container>, kSlots> containers_;
   std::array<vfio::Group*, kSlots> groups_{};
