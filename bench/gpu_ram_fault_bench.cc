@@ -19,6 +19,7 @@
 #include <sys/eventfd.h>
 
 #include "bench/bench_util.h"
+#include "bench/timing.h"
 #include "platform/hardware.h"
 #include "platform/machine.h"
 #include "platform/npu2_bridge.h"
@@ -62,7 +63,6 @@ void BM_GpuRamFirstTouch(benchmark::State& state) {
   std::vector<double> latency_ns;
   latency_ns.reserve(pages * 8);
   double total_s = 0;
-  using Clock = std::chrono::steady_clock;
   for (auto _ : state) {
     const auto t0 = Clock::now();
     auto prev = t0;
@@ -72,7 +72,7 @@ void BM_GpuRamFirstTouch(benchmark::State& state) {
       latency_ns.push_back(std::chrono::duration<double, std::nano>(now - prev).count());
       prev = now;
     }
-    const double s = std::chrono::duration<double>(prev - t0).count();
+    const double s = seconds(t0, prev);
     state.SetIterationTime(s);
     total_s += s;
     state.PauseTiming();
@@ -95,7 +95,6 @@ void BM_GpuRamFirstTouch(benchmark::State& state) {
 template <class Arm, class Touch>
 void time_fresh_mappings(benchmark::State& state, const char* name, uint64_t pages, Arm arm, Touch touch) {
   const uint64_t len = pages * 64 * KiB;
-  using Clock = std::chrono::steady_clock;
   double total_s = 0;
   for (auto _ : state) {
     state.PauseTiming();
@@ -110,7 +109,7 @@ void time_fresh_mappings(benchmark::State& state, const char* name, uint64_t pag
     state.ResumeTiming();
     const auto t0 = Clock::now();
     touch(static_cast<volatile uint8_t*>(map), len);
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double s = seconds(t0, Clock::now());
     state.SetIterationTime(s);
     total_s += s;
     state.PauseTiming();

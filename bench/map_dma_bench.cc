@@ -9,12 +9,12 @@
 // guest that maps and unmaps the same window.
 #include <benchmark/benchmark.h>
 
-#include <chrono>
 #include <cstring>
 #include <map>
 
 #include "bench/bench_util.h"
 #include "bench/kernel_reference.h"
+#include "bench/timing.h"
 #include "iommu/table_geometry.h"
 
 namespace nv2pt::bench {
@@ -83,9 +83,6 @@ MapRig& rig(unsigned page_shift) {
   if (!r) r = std::make_unique<MapRig>(page_shift);
   return *r;
 }
-
-using Clock = std::chrono::steady_clock;
-double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
 void BM_MapDma(benchmark::State& state) {
   MapRig& r = rig(static_cast<unsigned>(state.range(0)));

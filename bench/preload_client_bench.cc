@@ -13,14 +13,18 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <string>
 
+#include "bench/timing.h"  // clocks only: the client links nothing of the model
+
 namespace {
+
+using nv2pt::bench::Clock;
+using nv2pt::bench::seconds;
 
 constexpr uint64_t kGiB = 1ull << 30;
 
@@ -132,9 +136,6 @@ Client& client(unsigned page_shift) {
   if (!c) c = std::make_unique<Client>(page_shift);
   return *c;
 }
-
-using Clock = std::chrono::steady_clock;
-double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
 void BM_InterposedMapDma(benchmark::State& state) {
   Client& c = client(static_cast<unsigned>(state.range(0)));

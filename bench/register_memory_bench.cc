@@ -9,11 +9,10 @@
 // UNREGISTER, and every page pinned exactly once.
 #include <benchmark/benchmark.h>
 
-#include <chrono>
-#include <ctime>
 #include <map>
 
 #include "bench/bench_util.h"
+#include "bench/timing.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -21,9 +20,6 @@
 
 namespace nv2pt::bench {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
 // The registered memory stays mapped (and resident) across benchmarks: 8 GiB is faulted in once.
 ClientMemory& resident(uint64_t size) {
@@ -47,12 +43,6 @@ struct Pair {
   double touch_cpu_s;
   double register_cpu_s;
 };
-
-double thread_cpu_s() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
 
 void report_pairs(benchmark::State& state, std::vector<Pair>& pairs, double gib) {
   std::vector<double> touch, reg, beyond, touch_cpu, reg_cpu, beyond_cpu;
@@ -88,18 +78,11 @@ void BM_RegisterResident(benchmark::State& state) {
     Pair p{};
     for (int step = 0; step < 2; ++step) {
       if ((step == 0) == (pairs.size() % 2 == 0)) {
-        const double c0 = thread_cpu_s();
-        const auto t0 = Clock::now();
-        if (madvise(m.ptr(), size, MADV_POPULATE_WRITE) != 0) return state.SkipWithError("madvise failed");
-        p.touch_s = seconds(t0, Clock::now());
-        p.touch_cpu_s = thread_cpu_s() - c0;
+        if (timed(p.touch_s, p.touch_cpu_s, [&] { return madvise(m.ptr(), size, MADV_POPULATE_WRITE); }) != 0)
+          return state.SkipWithError("madvise failed");
       } else {
-        const double c0 = thread_cpu_s();
-        const auto t0 = Clock::now();
-        const long rc = c.register_memory(m.ua(), size);
-        p.register_s = seconds(t0, Clock::now());
-        p.register_cpu_s = thread_cpu_s() - c0;
-        if (rc != 0) return state.SkipWithError("REGISTER_MEMORY failed");
+        if (timed(p.register_s, p.register_cpu_s, [&] { return c.register_memory(m.ua(), size); }) != 0)
+          return state.SkipWithError("REGISTER_MEMORY failed");
         // Exact accounting: one 64 KiB page charged and pinned per entry, nothing else.
         if (locked.locked_pages() != before + entries || c.as().pinner().pinned_pages() != entries)
           return state.SkipWithError("locked-memory accounting is not exact after REGISTER");
@@ -131,18 +114,11 @@ void BM_RegisterCold(benchmark::State& state) {
     for (int step = 0; step < 2; ++step) {
       ClientMemory m(size);
       if ((step == 0) == (pairs.size() % 2 == 0)) {
-        const double c0 = thread_cpu_s();
-        const auto t0 = Clock::now();
-        if (madvise(m.ptr(), size, MADV_POPULATE_WRITE) != 0) return state.SkipWithError("madvise failed");
-        p.touch_s = seconds(t0, Clock::now());
-        p.touch_cpu_s = thread_cpu_s() - c0;
+        if (timed(p.touch_s, p.touch_cpu_s, [&] { return madvise(m.ptr(), size, MADV_POPULATE_WRITE); }) != 0)
+          return state.SkipWithError("madvise failed");
       } else {
-        const double c0 = thread_cpu_s();
-        const auto t0 = Clock::now();
-        const long rc = c.register_memory(m.ua(), size);
-        p.register_s = seconds(t0, Clock::now());
-        p.register_cpu_s = thread_cpu_s() - c0;
-        if (rc != 0) return state.SkipWithError("REGISTER_MEMORY failed");
+        if (timed(p.register_s, p.register_cpu_s, [&] { return c.register_memory(m.ua(), size); }) != 0)
+          return state.SkipWithError("REGISTER_MEMORY failed");
         if (c.unregister_memory(m.ua(), size) != 0) return state.SkipWithError("UNREGISTER_MEMORY failed");
       }
     }
