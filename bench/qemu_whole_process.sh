@@ -37,17 +37,16 @@ mkdir -p "$WORK"
 export NV2PT_RUNTIME_DIR="$WORK/run"  # our own group locks: another nv2pt run elsewhere cannot make us EBUSY
 
 machine=(-M pseries,accel=tcg -m 256M -nographic -nodefaults)
-layout=(
-  "1 0004:04:00.0 0006:00:00.0 0006:00:00.1"
-  "2 0004:05:00.0 0006:00:01.0 0006:00:01.1"
-  "3 0004:06:00.0 0006:00:02.0 0006:00:02.1"
-  "4 0035:03:00.0 0007:00:00.0 0007:00:00.1"
-  "5 0035:04:00.0 0007:00:01.0 0007:00:01.1"
-  "6 0035:05:00.0 0007:00:02.0 0007:00:02.1"
-)
-# The GPU RAM region is the GPU's whole window (kernel-behaviour §2.4.2), as `nv2pt lspci -v` shows it.
-mapfile -t windows < <("$NV2PT" lspci -v | sed -n 's/^\tGPU RAM window: .*, size \([0-9]*\) GiB$/\1/p')
-[ "${#windows[@]}" = 6 ] || { echo "qemu_whole_process: nv2pt lspci -v shows ${#windows[@]} GPU windows, not 6" >&2; exit 1; }
+# The topology's GPUs, one vPHB each (index from 1), with their bridges and GPU RAM region sizes (the region is
+# the GPU's whole window, kernel-behaviour §2.4.2), as `nv2pt lspci -v` shows them: "index gpu bridge0 bridge1".
+lspci=$("$NV2PT" lspci -v)
+mapfile -t layout < <(awk '/^[0-9]+ [0-9a-f:.]+ 3D:/ {gpu = $2}
+                           /^\tNVLink bridges:/ {gsub(",", ""); print ++i, gpu, $3, $4}' <<<"$lspci")
+mapfile -t windows < <(sed -n 's/^\tGPU RAM window: .*, size \([0-9]*\) GiB$/\1/p' <<<"$lspci")
+if [ "${#layout[@]}" != 6 ] || [ "${#windows[@]}" != 6 ]; then
+  echo "qemu_whole_process: nv2pt lspci -v shows ${#layout[@]} GPUs with bridges and ${#windows[@]} windows, not 6" >&2
+  exit 1
+fi
 own=(-M memory-backend=ram -object memory-backend-ram,id=ram,size=256M,prealloc=on)
 for i in "${!windows[@]}"; do
   own+=(-object "memory-backend-ram,id=gpuram$i,size=${windows[$i]}G,reserve=off")
@@ -63,7 +62,7 @@ for entry in "${layout[@]}"; do
   devices+=(-device "vfio-pci,host=$4,bus=phb$1.0,addr=2.0")
 done
 
-# measure NAME CMD...: appends "seconds kib" to $WORK/NAME.times; the command's output goes to $WORK/NAME.err.
+# measure NAME CMD...: appends "wall-seconds peak-kib cpu-seconds" to $WORK/NAME.times; the command's output goes to $WORK/NAME.err.
 measure() {
   local name=$1
   shift
