@@ -500,7 +500,25 @@ TEST_F(DeviceTest, HotResetInfoAndReset) {
 namespace nv2pt::vfio {
 namespace {
 
-class HmiTest : public DeviceTest {};
+class HmiTest : public DeviceTest {
+ protected:
+  // The death tests' child: the fatal policy, the GPU's RAM mapped, one write with its links untrained (from a
+  // thread that blocks SIGBUS, as QEMU's main thread does, if asked).
+  [[noreturn]] void write_untrained_gpu_ram(bool block_sigbus) {
+    load("", platform::HmiPolicy::kFatal);
+    attach();
+    PciDevice* gpu = must_open("0004:04:00.0");
+    auto p = gpu->mmap(as_, nullptr, 1 * GiB, PROT_READ | PROT_WRITE, MAP_SHARED, region_offset(9));
+    if (block_sigbus) {
+      sigset_t set;
+      sigemptyset(&set);
+      sigaddset(&set, SIGBUS);
+      pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    }
+    if (p) static_cast<volatile uint8_t*>(*p)[0] = 1;
+    _exit(0);
+  }
+};
 
 // The HMI rule at the user's mapping of GPU RAM: untrained links, beyond the real RAM, and a page mapped while
 // trained touched again after a GPU reset untrained the links.
@@ -542,16 +560,7 @@ TEST_F(HmiTest, GpuRamTouchesFollowTheTrainingAndRealRamRule) {
 // Under the fatal policy (the default) the touching thread dies of SIGBUS, as on real hardware.
 TEST_F(HmiTest, FatalPolicyKillsTheTouchingThread) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_EXIT(
-      {
-        load("", platform::HmiPolicy::kFatal);
-        attach();
-        PciDevice* gpu = must_open("0004:04:00.0");
-        auto p = gpu->mmap(as_, nullptr, 1 * GiB, PROT_READ | PROT_WRITE, MAP_SHARED, region_offset(9));
-        if (p) static_cast<volatile uint8_t*>(*p)[0] = 1;  // links untrained
-        _exit(0);
-      },
-      ::testing::KilledBySignal(SIGBUS), "");
+  EXPECT_EXIT(write_untrained_gpu_ram(/*block_sigbus=*/false), ::testing::KilledBySignal(SIGBUS), "");
 }
 
 }  // namespace
@@ -564,20 +573,7 @@ namespace {
 // process still dies of SIGBUS instead of retrying the access forever.
 TEST_F(HmiTest, FatalPolicyKillsAThreadThatBlocksSigbus) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_EXIT(
-      {
-        load("", platform::HmiPolicy::kFatal);
-        attach();
-        PciDevice* gpu = must_open("0004:04:00.0");
-        auto p = gpu->mmap(as_, nullptr, 1 * GiB, PROT_READ | PROT_WRITE, MAP_SHARED, region_offset(9));
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGBUS);
-        pthread_sigmask(SIG_BLOCK, &set, nullptr);
-        if (p) static_cast<volatile uint8_t*>(*p)[0] = 1;
-        _exit(0);
-      },
-      ::testing::KilledBySignal(SIGBUS), "");
+  EXPECT_EXIT(write_untrained_gpu_ram(/*block_sigbus=*/true), ::testing::KilledBySignal(SIGBUS), "");
 }
 
 }  // namespace
