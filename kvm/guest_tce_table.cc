@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <new>
 
+#include "base/checked.h"
 #include "kvm/stt_accounting.h"
 
 namespace nv2pt::kvm {
@@ -10,29 +11,36 @@ namespace nv2pt::kvm {
 Result<std::unique_ptr<GuestTceTable>> GuestTceTable::create(mm::AddressSpace& mm, const CreateSpaprTce64& args) {
   if (args.flags) return fail(kEINVAL);
   if (args.size == 0 || args.page_shift < 12 || args.page_shift > 34) return fail(kEINVAL);
-  if (args.offset > (~0ull >> args.page_shift) - args.size) return fail(kEINVAL);
-  const uint64_t charge = stt_charged_pages(args.size);
-  NV2PT_TRY(mm.locked_memory().charge(charge));
-  std::unique_ptr<GuestTceTable> t(new (std::nothrow) GuestTceTable(mm, args, charge));
+  // kvm_vm_ioctl_create_spapr_tce: offset + size <= 2^64-1 >> page_shift (the sum checked too, it cannot wrap).
+  const auto end = checked_add(args.offset, args.size);
+  if (!end || *end > (~0ull >> args.page_shift)) return fail(kEINVAL);
+  // Bounded above, so neither overflows; checked all the same since they size an allocation.
+  const auto tce_pages = stt_tce_pages(args.size);
+  const auto charge = stt_charged_pages(args.size);
+  if (!tce_pages || !charge) return fail(kEINVAL);
+  NV2PT_TRY(mm.locked_memory().charge(*charge));
+  std::unique_ptr<GuestTceTable> t(new (std::nothrow) GuestTceTable(mm, args, *tce_pages, *charge));
   if (!t || !t->pages_) {
-    if (!t) mm.locked_memory().uncharge(charge);
+    if (!t) mm.locked_memory().uncharge(*charge);
     return fail(kENOMEM);
   }
   return t;
 }
 
-GuestTceTable::GuestTceTable(mm::AddressSpace& mm, const CreateSpaprTce64& args, uint64_t charged_pages)
+GuestTceTable::GuestTceTable(mm::AddressSpace& mm, const CreateSpaprTce64& args, uint64_t tce_pages,
+                             uint64_t charged_pages)
     : mm_(mm),
       liobn_(args.liobn),
       page_shift_(args.page_shift),
       offset_(args.offset),
       size_(args.size),
+      tce_pages_(tce_pages),
       charged_pages_(charged_pages),
-      pages_(new (std::nothrow) std::atomic<uint64_t*>[stt_tce_pages(args.size)]()) {}
+      pages_(new (std::nothrow) std::atomic<uint64_t*>[tce_pages]()) {}
 
 GuestTceTable::~GuestTceTable() {
   if (pages_) {
-    for (uint64_t i = 0; i < stt_tce_pages(size_); ++i) delete[] pages_[i].load();
+    for (uint64_t i = 0; i < tce_pages_; ++i) delete[] pages_[i].load();
   }
   mm_.locked_memory().uncharge(charged_pages_);
 }

@@ -56,13 +56,14 @@ class GuestTceTable {
 
  private:
   static constexpr uint64_t kEntriesPerPage = 65536 / 8;
-  GuestTceTable(mm::AddressSpace& mm, const CreateSpaprTce64& args, uint64_t charged_pages);
+  GuestTceTable(mm::AddressSpace& mm, const CreateSpaprTce64& args, uint64_t tce_pages, uint64_t charged_pages);
 
   mm::AddressSpace& mm_;
   const uint64_t liobn_;
   const unsigned page_shift_;
   const uint64_t offset_;
   const uint64_t size_;
+  const uint64_t tce_pages_;  // length of pages_
   const uint64_t charged_pages_;
   std::unique_ptr<std::atomic<uint64_t*>[]> pages_;
   std::atomic<uint64_t> allocated_pages_{0};

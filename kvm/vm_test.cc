@@ -76,11 +76,36 @@ TEST_F(KvmTest, Scenario70_CreateTceTableChecks) {
   const uint64_t before = as.locked_memory().locked_pages();
   auto t = vm.create_tce_table({kLiobn, 16, 0, kWindow1 >> 16, (1ull << 40) >> 16});
   ASSERT_TRUE(t);
-  EXPECT_EQ(as.locked_memory().locked_pages() - before, stt_charged_pages((1ull << 40) >> 16));
+  EXPECT_EQ(as.locked_memory().locked_pages() - before, *stt_charged_pages((1ull << 40) >> 16));
   EXPECT_EQ(vm.create_tce_table({kLiobn, 16, 0, 0, 16}).error(), kEBUSY);
   as.locked_memory().set_policy(mm::MemlockPolicy::fixed(1 * MiB, false));
   EXPECT_EQ(vm.create_tce_table({kLiobn + 1, 12, 0, 0, 1ull << 30}).error(), kENOMEM);
   as.locked_memory().set_policy(mm::MemlockPolicy::fixed(64 * GiB, false));
+}
+
+// kvm_vm_ioctl_create_spapr_tce refuses offset + size > 2^64-1 >> page_shift. A size so large that the bound
+// "offset > limit - size" wrapped was accepted, charged one page for 2^62 entries, and its hypercalls indexed the
+// page array far out of bounds.
+TEST_F(KvmTest, HugeGuestTableSizeIsEinvalNotAOnePageCharge) {
+  const uint64_t before = as.locked_memory().locked_pages();
+  EXPECT_EQ(vm.create_tce_table({kLiobn, 12, 0, 0, 1ull << 62}).error(), kEINVAL);
+  EXPECT_EQ(vm.create_tce_table({kLiobn, 12, 0, 0, ~0ull}).error(), kEINVAL);
+  EXPECT_EQ(vm.create_tce_table({kLiobn, 16, 0, ~0ull, 2}).error(), kEINVAL);  // offset + size wraps to 1
+  EXPECT_EQ(vm.create_tce_table({kLiobn, 12, 0, 1, (~0ull >> 12)}).error(), kEINVAL);  // one past the bound
+  EXPECT_EQ(as.locked_memory().locked_pages(), before);
+  EXPECT_EQ(vm.tce_table(kLiobn), nullptr);
+  // At the bound the size is valid; such a table cannot be charged.
+  EXPECT_EQ(vm.create_tce_table({kLiobn, 12, 0, 0, (~0ull >> 12)}).error(), kENOMEM);
+  EXPECT_EQ(as.locked_memory().locked_pages(), before);
+}
+
+TEST(SttAccounting, ChargeOverflowIsNullopt) {
+  EXPECT_EQ(stt_tce_pages(8192), 1u);
+  EXPECT_EQ(stt_tce_pages(8193), 2u);
+  EXPECT_EQ(stt_charged_pages(8192), 2u);  // one page of TCEs and the descriptor
+  EXPECT_FALSE(stt_tce_pages(1ull << 61));   // 2^64 bytes
+  EXPECT_FALSE(stt_charged_pages(~0ull));
+  EXPECT_TRUE(stt_charged_pages((1ull << 61) - 8192));
 }
 
 TEST_F(KvmTest, Scenario71_SetSpaprTceChecks) {
