@@ -74,20 +74,29 @@ std::vector<GuestTceTable::Attached> GuestTceTable::attached() const {
   return attached_;
 }
 
+int GuestTceTable::Attached::refs() const {
+  int n = 0;
+  for (const auto& [group, refs] : group_refs) n += refs;
+  return n;
+}
+
 void GuestTceTable::attach(std::shared_ptr<iommu::TceTable> table, int group_id) {
   std::lock_guard lock(mutex_);
   for (Attached& a : attached_) {
     if (a.table == table) {
-      ++a.refs;  // the same hardware table again only adds a reference
+      ++a.group_refs[group_id];  // the same hardware table again only adds a reference
       return;
     }
   }
-  attached_.push_back({std::move(table), group_id, 1});
+  attached_.push_back({std::move(table), {{group_id, 1}}});
 }
 
 void GuestTceTable::detach_group(int group_id) {
   std::lock_guard lock(mutex_);
-  std::erase_if(attached_, [&](const Attached& a) { return a.group_id == group_id; });
+  // The kernel drops one reference per table of the group, so a group that attached the same table twice leaves it
+  // attached after its DEL; every reference the group took goes here.
+  for (Attached& a : attached_) a.group_refs.erase(group_id);
+  std::erase_if(attached_, [](const Attached& a) { return a.group_refs.empty(); });
 }
 
 }  // namespace nv2pt::kvm

@@ -124,7 +124,43 @@ TEST_F(KvmTest, Scenario71_SetSpaprTceChecks) {
   vm.release_tce_table(kLiobn + 1);
   EXPECT_TRUE(vm.vfio_set_spapr_tce(g4.group, kLiobn));
   EXPECT_TRUE(vm.vfio_set_spapr_tce(g4.group, kLiobn));  // again: one more reference
-  EXPECT_EQ(vm.tce_table(kLiobn)->attached().front().refs, 2);
+  EXPECT_EQ(vm.tce_table(kLiobn)->attached().front().refs(), 2);
+}
+
+// Two groups in one container share its tables: attaching both to one guest table gives the hardware table one
+// reference per group (kvm_spapr_tce_attach_iommu_group), and deleting one group from KVM leaves the other's
+// attachment working (kvm_spapr_tce_release_iommu_group drops only that group's).
+TEST_F(KvmTest, GroupDelKeepsTheOtherGroupsAttachment) {
+  NvlinkGroup g5{5};
+  ASSERT_TRUE(g5.group.set_container(container));
+  attach_16m();
+  ASSERT_TRUE(vm.vfio_group_add(g5.group));
+  ASSERT_TRUE(vm.vfio_set_spapr_tce(g5.group, kLiobn));
+  ASSERT_EQ(vm.tce_table(kLiobn)->attached().size(), 1u);  // one hardware table, two references
+  EXPECT_EQ(vm.tce_table(kLiobn)->attached().front().refs(), 2);
+
+  ASSERT_TRUE(vm.vfio_group_del(g4.group));
+  ASSERT_EQ(vm.tce_table(kLiobn)->attached().size(), 1u) << "g5's attachment went with g4";
+  EXPECT_EQ(vm.tce_table(kLiobn)->attached().front().refs(), 1);
+  ASSERT_EQ(vm.h_put_tce(kLiobn, kWindow1, (16 * MiB) | 3), kHSuccess);
+  EXPECT_EQ(host_table().get(0) & ~3ull, *as.pinner().ua_to_hpa(ram.ua() + 16 * MiB));
+  ASSERT_EQ(vm.h_stuff_tce(kLiobn, kWindow1, 0, 1), kHSuccess);
+
+  ASSERT_TRUE(vm.vfio_group_del(g5.group));
+  EXPECT_TRUE(vm.tce_table(kLiobn)->attached().empty());
+  ASSERT_TRUE(g5.group.unset_container());
+}
+
+// The kernel drops one reference per table on DEL, so a group that attached twice stays attached; here DEL drops
+// all of the group's references.
+TEST_F(KvmTest, GroupDelDropsEveryReferenceTheGroupTook) {
+  attach_16m();
+  ASSERT_TRUE(vm.vfio_set_spapr_tce(g4.group, kLiobn));
+  EXPECT_EQ(vm.tce_table(kLiobn)->attached().front().refs(), 2);
+  ASSERT_TRUE(vm.vfio_group_del(g4.group));
+  EXPECT_TRUE(vm.tce_table(kLiobn)->attached().empty());
+  ASSERT_EQ(vm.h_put_tce(kLiobn, kWindow1, (16 * MiB) | 3), kHSuccess);
+  EXPECT_EQ(host_table().get(0), 0u);
 }
 
 TEST_F(KvmTest, Scenario72_SixteenMegGuestPageIs256HostTces) {
