@@ -56,6 +56,7 @@ Result<void> GuestTceTable::set(uint64_t index, uint64_t tce) {
   std::atomic<uint64_t*>& slot = pages_[index / kEntriesPerPage];
   uint64_t* page = slot.load(std::memory_order_acquire);
   if (!page) {
+    if (tce == 0) return {};  // a missing page reads as zeros already (kvmppc_tce_put)
     uint64_t* fresh = new (std::nothrow) uint64_t[kEntriesPerPage]();
     if (!fresh) return fail(kENOMEM);
     if (slot.compare_exchange_strong(page, fresh, std::memory_order_acq_rel)) {

@@ -42,7 +42,8 @@ class GuestTceTable {
 
   // Entry index relative to offset(). get(): 0 for a page never written.
   uint64_t get(uint64_t index) const;
-  // Stores a raw guest TCE, allocating its page (published with CAS: two vCPUs racing get one page). ENOMEM.
+  // Stores a raw guest TCE, allocating its page (published with CAS: two vCPUs racing get one page); a zero TCE
+  // into a missing page allocates nothing. ENOMEM.
   Result<void> set(uint64_t index, uint64_t tce);
 
   // Hardware tables attached through KVM_DEV_VFIO_GROUP_SET_SPAPR_TCE, each with the references the groups took

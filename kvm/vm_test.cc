@@ -249,6 +249,21 @@ TEST_F(KvmTest, Scenario76_StuffTce) {
   EXPECT_EQ(vm.h_get_tce(kLiobn, kWindow1 + 16 * MiB).second, 0u);
 }
 
+// kvmppc_tce_put returns early for a zero TCE into a page never allocated: clearing a fresh table (H_STUFF_TCE
+// over a whole window, as a guest does at boot) allocates none of its pages.
+TEST_F(KvmTest, ZeroTceIntoAnUnallocatedPageAllocatesNothing) {
+  GuestTceTable* stt = attach_16m();
+  ASSERT_EQ(vm.h_stuff_tce(kLiobn, kWindow1, 0, 3 * 8192), kHSuccess);  // three pages' worth of entries
+  EXPECT_EQ(stt->allocated_pages(), 0u);
+  ASSERT_EQ(vm.h_put_tce(kLiobn, kWindow1 + 16 * MiB, 0), kHSuccess);
+  EXPECT_EQ(stt->allocated_pages(), 0u);
+  ASSERT_EQ(vm.h_stuff_tce(kLiobn, kWindow1, 0x1000, 2), kHSuccess);  // a poison value is stored
+  EXPECT_EQ(stt->allocated_pages(), 1u);
+  EXPECT_EQ(vm.h_get_tce(kLiobn, kWindow1 + 16 * MiB).second, 0x1000u);
+  ASSERT_EQ(vm.h_stuff_tce(kLiobn, kWindow1, 0, 1), kHSuccess);  // into an allocated page: written
+  EXPECT_EQ(vm.h_get_tce(kLiobn, kWindow1).second, 0u);
+}
+
 TEST_F(KvmTest, Scenario77_GetTce) {
   GuestTceTable* stt = attach_16m();
   EXPECT_EQ(vm.h_get_tce(kLiobn, kWindow1 + 48 * MiB), std::make_pair(kHSuccess, uint64_t{0}));
