@@ -26,7 +26,7 @@ Vm::~Vm() {
 }
 
 Result<void> Vm::set_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, uint64_t ua) {
-  std::lock_guard lock(slots_mutex_);
+  const mm::WriteLock lock(slots_mutex_);
   if (size == 0) {
     slots_.erase(slot);
     return {};
@@ -42,7 +42,11 @@ Result<void> Vm::set_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, u
 }
 
 std::optional<uint64_t> Vm::gpa_to_ua(uint64_t gpa) const {
-  std::lock_guard lock(slots_mutex_);
+  const mm::ReadLock lock(slots_mutex_);
+  return translate(gpa);
+}
+
+std::optional<uint64_t> Vm::translate(uint64_t gpa) const {
   for (const auto& [id, s] : slots_) {
     if (gpa >= s.gpa && gpa - s.gpa < s.size) return s.ua + (gpa - s.gpa);
   }
@@ -126,11 +130,10 @@ long Vm::check_ioba(const GuestTceTable& stt, uint64_t ioba, uint64_t npages) co
   return kHSuccess;
 }
 
-long Vm::validate(const GuestTceTable& stt, uint64_t tce, const mm::Registry::ReadGuard& guard) const {
+long Vm::validate(const GuestTceTable& stt, uint64_t tce, std::optional<uint64_t> ua,
+                  const mm::Registry::ReadGuard& guard) const {
   if (iommu::tce_direction(tce) == DmaDirection::kNone) return kHSuccess;  // clearing or poisoning: always fine
-  const uint64_t gpa = tce_gpa(tce);
-  if (gpa & ((1ull << stt.page_shift()) - 1)) return kHTooHard;
-  auto ua = gpa_to_ua(gpa);
+  if (tce_gpa(tce) & ((1ull << stt.page_shift()) - 1)) return kHTooHard;
   if (!ua) return kHTooHard;
   for (const GuestTceTable::Attached& a : stt.attached()) {
     mm::RegisteredRegion* region = guard.lookup(*ua, a.table->page_size());
@@ -176,7 +179,7 @@ long Vm::unmap_host_entry(iommu::TceTable& table, uint64_t index, const mm::Regi
   return kHSuccess;
 }
 
-long Vm::mirror(const GuestTceTable& stt, iommu::TceTable& table, uint64_t entry, uint64_t tce,
+long Vm::mirror(const GuestTceTable& stt, iommu::TceTable& table, uint64_t entry, uint64_t tce, uint64_t ua,
                 const mm::Registry::ReadGuard& guard) {
   const unsigned shift = stt.page_shift() - table.page_shift();
   const uint64_t subpages = 1ull << shift;
@@ -192,7 +195,6 @@ long Vm::mirror(const GuestTceTable& stt, iommu::TceTable& table, uint64_t entry
     }
     return kHSuccess;
   }
-  const uint64_t ua = *gpa_to_ua(tce_gpa(tce));
   for (uint64_t i = 0; i < subpages; ++i) {
     if (long rc = map_host_entry(table, first + i, ua + (i << table.page_shift()), dir, guard); rc != kHSuccess) {
       for (uint64_t j = 0; j < subpages; ++j) (void)unmap_host_entry(table, first + j, guard);
@@ -206,11 +208,15 @@ long Vm::h_put_tce(uint64_t liobn, uint64_t ioba, uint64_t tce) {
   GuestTceTable* stt = tce_table(liobn);
   if (!stt) return kHTooHard;
   if (long rc = check_ioba(*stt, ioba, 1); rc != kHSuccess) return rc;
+  // Translated once and used under the slots' lock: a slot removed meanwhile waits for this call.
+  const mm::ReadLock slots(slots_mutex_);
+  const std::optional<uint64_t> ua =
+      iommu::tce_direction(tce) == DmaDirection::kNone ? std::nullopt : translate(tce_gpa(tce));
   const auto guard = mm_.registry().read();
-  if (long rc = validate(*stt, tce, guard); rc != kHSuccess) return rc;
+  if (long rc = validate(*stt, tce, ua, guard); rc != kHSuccess) return rc;
   const uint64_t entry = (ioba >> stt->page_shift()) - stt->offset();
   for (const GuestTceTable::Attached& a : stt->attached()) {
-    if (long rc = mirror(*stt, *a.table, entry, tce, guard); rc != kHSuccess) return rc;
+    if (long rc = mirror(*stt, *a.table, entry, tce, ua.value_or(0), guard); rc != kHSuccess) return rc;
   }
   if (!stt->set(entry, tce)) return kHHardware;
   return kHSuccess;
@@ -222,22 +228,33 @@ long Vm::h_put_tce_indirect(uint64_t liobn, uint64_t ioba, uint64_t tce_list_gpa
   if (npages > kMaxIndirect) return kHParameter;
   if (tce_list_gpa & 0xfff) return kHParameter;
   if (long rc = check_ioba(*stt, ioba, npages); rc != kHSuccess) return rc;
-  auto list_ua = gpa_to_ua(tce_list_gpa);
+  // Every translation is made and used under the slots' lock: a slot removed meanwhile waits for this call.
+  const mm::ReadLock slots(slots_mutex_);
+  auto list_ua = translate(tce_list_gpa);
   if (!list_ua) return kHTooHard;
   std::vector<uint64_t> tces(npages);
   // As get_user: the slot may point at memory the client never mapped or cannot read.
   if (!mm::copy_from_client(tces.data(), *list_ua, npages * 8)) return kHTooHard;
-  for (uint64_t& t : tces) t = iommu::from_be(t);
+  std::vector<std::optional<uint64_t>> uas(npages);
+  for (uint64_t i = 0; i < npages; ++i) {
+    tces[i] = iommu::from_be(tces[i]);
+    uas[i] = translate(tce_gpa(tces[i]));
+  }
   const auto guard = mm_.registry().read();
   // Every TCE is validated before any is applied: one bad entry changes nothing.
-  for (uint64_t t : tces) {
-    if (long rc = validate(*stt, t, guard); rc != kHSuccess) return rc;
+  for (uint64_t i = 0; i < npages; ++i) {
+    if (long rc = validate(*stt, tces[i], uas[i], guard); rc != kHSuccess) return rc;
+  }
+  // kvmppc_h_put_tce_indirect translates every entry, one without permissions too: in no memory slot is
+  // H_PARAMETER. The kernel has applied the entries before it by then; here none is.
+  for (const std::optional<uint64_t>& ua : uas) {
+    if (!ua) return kHParameter;
   }
   const uint64_t entry = (ioba >> stt->page_shift()) - stt->offset();
   for (uint64_t i = 0; i < npages; ++i) {
     // An entry without permissions unmaps (the kernel sent it down the map path: Q20).
     for (const GuestTceTable::Attached& a : stt->attached()) {
-      if (long rc = mirror(*stt, *a.table, entry + i, tces[i], guard); rc != kHSuccess) return rc;
+      if (long rc = mirror(*stt, *a.table, entry + i, tces[i], *uas[i], guard); rc != kHSuccess) return rc;
     }
     if (!stt->set(entry + i, tces[i])) return kHHardware;
   }
@@ -253,7 +270,7 @@ long Vm::h_stuff_tce(uint64_t liobn, uint64_t ioba, uint64_t tce_value, uint64_t
   const uint64_t entry = (ioba >> stt->page_shift()) - stt->offset();
   for (const GuestTceTable::Attached& a : stt->attached()) {
     for (uint64_t i = 0; i < npages; ++i) {
-      if (long rc = mirror(*stt, *a.table, entry + i, 0, guard); rc == kHTooHard) return rc;
+      if (long rc = mirror(*stt, *a.table, entry + i, 0, 0, guard); rc == kHTooHard) return rc;
     }
   }
   for (uint64_t i = 0; i < npages; ++i) {

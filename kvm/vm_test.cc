@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "kvm/stt_accounting.h"
@@ -238,6 +240,29 @@ TEST_F(KvmTest, Q20_IndirectEntryWithoutPermissionsUnmaps) {  // the kernel maps
   EXPECT_EQ(vm.h_get_tce(kLiobn, kWindow1).second, 16 * MiB);
 }
 
+// kvmppc_h_put_tce_indirect translates every entry's address through the memory slots, also one without
+// permissions (which only clears): in no slot it is H_PARAMETER. Nothing is applied (the kernel has applied the
+// entries before the bad one by then).
+TEST_F(KvmTest, IndirectEntryInNoMemorySlotIsParameter) {
+  attach_16m();
+  ASSERT_EQ(vm.h_put_tce(kLiobn, kWindow1 + 16 * MiB, (32 * MiB) | 3), kHSuccess);
+  auto* list = reinterpret_cast<uint64_t*>(ram.ua());
+  list[0] = iommu::to_be((16 * MiB) | 3);
+  list[1] = iommu::to_be(1ull << 40);  // no permissions, and no memory slot at 1 TiB
+  EXPECT_EQ(vm.h_put_tce_indirect(kLiobn, kWindow1, 0, 2), kHParameter);
+  EXPECT_EQ(host_table().get(0), 0u);
+  EXPECT_EQ(vm.h_get_tce(kLiobn, kWindow1).second, 0u);
+  EXPECT_EQ(vm.h_get_tce(kLiobn, kWindow1 + 16 * MiB).second, (32 * MiB) | 3);  // not cleared
+  EXPECT_NE(host_table().get(256), 0u);
+  list[1] = iommu::to_be((1ull << 40) | 3);  // with permissions it fails validation first: H_TOO_HARD
+  EXPECT_EQ(vm.h_put_tce_indirect(kLiobn, kWindow1, 0, 2), kHTooHard);
+  list[1] = iommu::to_be(32 * MiB);  // no permissions, in a slot: clears
+  ASSERT_EQ(vm.h_put_tce_indirect(kLiobn, kWindow1, 0, 2), kHSuccess);
+  EXPECT_EQ(host_table().get(256), 0u);
+  EXPECT_EQ(vm.h_get_tce(kLiobn, kWindow1).second, (16 * MiB) | 3);
+  ASSERT_EQ(vm.h_stuff_tce(kLiobn, kWindow1, 0, 2), kHSuccess);
+}
+
 TEST_F(KvmTest, Scenario76_StuffTce) {
   attach_16m();
   ASSERT_EQ(vm.h_put_tce(kLiobn, kWindow1, (16 * MiB) | 3), kHSuccess);
@@ -329,6 +354,82 @@ TEST_F(KvmTest, KvmAttachingWhileTheContainerMapsLosesNoEntry) {
   ASSERT_EQ(vm.h_stuff_tce(kLiobn, kWindow1, 0, 1), kHSuccess);
   EXPECT_EQ(host_table().live_entries(), 0u);
   check();
+}
+
+// A memory slot removed while a hypercall holds a translation through it waits for that hypercall, as the kernel's
+// synchronize_srcu does: the call maps what it translated and validated, and the next one finds no slot.
+TEST_F(KvmTest, SlotRemovalWaitsForTheHypercallUsingIt) {
+  using namespace std::chrono_literals;
+  attach_16m();
+  ClientMemory probe_memory(1 * MiB, PROT_NONE);
+  // Held here, the host table's update lock stops the hypercall after its translation and validation.
+  auto updates = g4.table_group.table(1)->lock_updates();
+  std::atomic<long> rc{-1};
+  std::thread vcpu([&] { rc = vm.h_put_tce(kLiobn, kWindow1, (16 * MiB) | 3); });
+  // The call holds the registry's read guard from before its validation until it returns: a registry change
+  // that cannot finish says the call is in flight.
+  std::atomic<bool> probed{false};
+  std::thread probe;
+  for (bool in_flight = false; !in_flight;) {
+    probed = false;
+    probe = std::thread([&] {
+      auto d = as.registry().add_device(probe_memory.ua(), probe_memory.size() >> 16, kGpuHpa);
+      if (d) EXPECT_TRUE(as.registry().put(*d));
+      probed = true;
+    });
+    for (int ms = 0; ms < 500 && !probed; ++ms) std::this_thread::sleep_for(1ms);
+    in_flight = !probed;
+    if (!in_flight) probe.join();
+  }
+  std::atomic<bool> removed{false};
+  std::thread remover([&] {
+    EXPECT_TRUE(vm.set_memory_region(0, 0, 0, 0));
+    removed = true;
+  });
+  std::this_thread::sleep_for(200ms);
+  EXPECT_FALSE(removed) << "the slot went while a hypercall was using its translation";
+  updates.unlock();
+  vcpu.join();
+  probe.join();
+  remover.join();
+  EXPECT_EQ(rc, kHSuccess);
+  EXPECT_EQ(host_table().get(0) & ~3ull, *as.pinner().ua_to_hpa(ram.ua() + 16 * MiB));
+  EXPECT_EQ(host_table().cached_ua(0), ram.ua() + 16 * MiB);
+  EXPECT_EQ(vm.h_put_tce(kLiobn, kWindow1 + 16 * MiB, (16 * MiB) | 3), kHTooHard);  // no slot any more
+  ASSERT_EQ(vm.h_stuff_tce(kLiobn, kWindow1, 0, 2), kHSuccess);
+}
+
+// A slot added and removed over and over while a vCPU runs the map hypercalls through it: each call sees the slot
+// or not, never half of a change; what it mapped is the slot's memory, and nothing is left behind (run under TSan).
+TEST_F(KvmTest, SlotChurnDuringHypercallsLeavesNothingBehind) {
+  constexpr uint64_t kGpa = 1ull << 40;  // slot 1: the second half of the registered RAM
+  attach_16m();
+  auto* list = reinterpret_cast<uint64_t*>(ram.ua());  // in slot 0, which stays
+  for (int i = 0; i < 4; ++i) list[i] = iommu::to_be((kGpa + i * 16 * MiB) | 3);
+  std::atomic<bool> stop{false};
+  std::thread churn([&] {
+    while (!stop) {
+      EXPECT_TRUE(vm.set_memory_region(1, kGpa, 32 * MiB, ram.ua() + 32 * MiB));
+      EXPECT_TRUE(vm.set_memory_region(1, 0, 0, 0));
+    }
+  });
+  int mapped = 0;
+  for (int i = 0; i < 300; ++i) {
+    const long put = vm.h_put_tce(kLiobn, kWindow1, kGpa | 3);
+    ASSERT_TRUE(put == kHSuccess || put == kHTooHard) << put;
+    if (put == kHSuccess) {
+      ++mapped;
+      EXPECT_EQ(host_table().cached_ua(255), ram.ua() + 32 * MiB + 255 * 64 * KiB);
+    }
+    const long indirect = vm.h_put_tce_indirect(kLiobn, kWindow1 + 16 * MiB, 0, 2);
+    ASSERT_TRUE(indirect == kHSuccess || indirect == kHTooHard) << indirect;
+    ASSERT_EQ(vm.h_stuff_tce(kLiobn, kWindow1, 0, 3), kHSuccess);
+  }
+  stop = true;
+  churn.join();
+  EXPECT_EQ(host_table().live_entries(), 0u);
+  EXPECT_EQ(iommu().registrations().front()->mapped(), 1u);
+  RecordProperty("mapped", mapped);
 }
 
 // The guest table keeps the hardware table it was attached to, as the kernel's reference does: after the container
