@@ -23,6 +23,11 @@ uint64_t tce_gpa(uint64_t tce) { return tce & ~iommu::kTcePermMask; }
 Vm::~Vm() {
   std::lock_guard lock(mutex_);
   tables_.clear();
+  // kvm_vfio_destroy: the groups still added are let go.
+  for (vfio::Group* group : groups_) {
+    group->set_kvm(std::nullopt);
+    group->put_external_user();
+  }
 }
 
 Result<void> Vm::set_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, uint64_t ua) {
@@ -76,7 +81,12 @@ GuestTceTable* Vm::tce_table(uint64_t liobn) const {
 
 Result<void> Vm::vfio_group_add(vfio::Group& group) {
   std::lock_guard lock(mutex_);
-  if (std::find(groups_.begin(), groups_.end(), &group) != groups_.end()) return fail(kEEXIST);
+  // kvm_vfio_set_group holds the group first (EINVAL without a container), then looks for it.
+  NV2PT_TRY(group.get_external_user());
+  if (std::find(groups_.begin(), groups_.end(), &group) != groups_.end()) {
+    group.put_external_user();
+    return fail(kEEXIST);
+  }
   groups_.push_back(&group);
   group.set_kvm(lpid_);
   return {};
@@ -89,6 +99,7 @@ Result<void> Vm::vfio_group_del(vfio::Group& group) {
   groups_.erase(it);
   group.set_kvm(std::nullopt);
   for (auto& [liobn, t] : tables_) t->detach_group(group.id());
+  group.put_external_user();
   return {};
 }
 

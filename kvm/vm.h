@@ -44,7 +44,8 @@ class Vm {
   void release_tce_table(uint64_t liobn);
   GuestTceTable* tce_table(uint64_t liobn) const;
 
-  // KVM_DEV_VFIO_GROUP_ADD / DEL. DEL drops every guest-table link of the group.
+  // KVM_DEV_VFIO_GROUP_ADD / DEL. ADD holds the group in its container (EINVAL without one, EEXIST if added
+  // already); DEL drops the group's guest-table links and its hold. The VM's end lets go of the groups left.
   Result<void> vfio_group_add(vfio::Group& group);
   Result<void> vfio_group_del(vfio::Group& group);
   bool has_group(const vfio::Group& group) const;

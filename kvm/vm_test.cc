@@ -24,6 +24,7 @@ constexpr uint64_t kGpuHpa = 0x400000000000ull;
 class KvmTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    ASSERT_TRUE(g4.group.open());
     ASSERT_TRUE(g4.group.set_container(container));  // KVM finds the group's tables through its container
     ASSERT_TRUE(container->set_iommu(VFIO_SPAPR_TCE_v2_IOMMU));
     vfio_iommu_spapr_register_memory reg{sizeof(reg), 0, ram.ua(), ram.size()};
@@ -40,6 +41,7 @@ class KvmTest : public ::testing::Test {
   }
   void TearDown() override {
     check();
+    if (vm.has_group(g4.group)) EXPECT_TRUE(vm.vfio_group_del(g4.group));  // KVM's hold keeps it in the container
     (void)g4.group.unset_container();  // the container goes with the fixture, before the memory it registered
   }
   void check() {
@@ -134,6 +136,7 @@ TEST_F(KvmTest, Scenario71_SetSpaprTceChecks) {
 // attachment working (kvm_spapr_tce_release_iommu_group drops only that group's).
 TEST_F(KvmTest, GroupDelKeepsTheOtherGroupsAttachment) {
   NvlinkGroup g5{5};
+  ASSERT_TRUE(g5.group.open());
   ASSERT_TRUE(g5.group.set_container(container));
   attach_16m();
   ASSERT_TRUE(vm.vfio_group_add(g5.group));
@@ -163,6 +166,47 @@ TEST_F(KvmTest, GroupDelDropsEveryReferenceTheGroupTook) {
   EXPECT_TRUE(vm.tce_table(kLiobn)->attached().empty());
   ASSERT_EQ(vm.h_put_tce(kLiobn, kWindow1, (16 * MiB) | 3), kHSuccess);
   EXPECT_EQ(host_table().get(0), 0u);
+}
+
+// kvm_vfio_set_group takes the group as an external user first: a group without a container (or whose container
+// has no IOMMU driver) is EINVAL, and nothing is added.
+TEST_F(KvmTest, GroupAddWithoutAContainerIsEinval) {
+  NvlinkGroup g5{5};
+  ASSERT_TRUE(g5.group.open());
+  EXPECT_EQ(vm.vfio_group_add(g5.group).error(), kEINVAL);
+  EXPECT_FALSE(vm.has_group(g5.group));
+  EXPECT_FALSE(g5.group.kvm());
+  auto bare = std::make_shared<vfio::Container>();  // no VFIO_SET_IOMMU yet
+  ASSERT_TRUE(g5.group.set_container(bare));
+  EXPECT_EQ(vm.vfio_group_add(g5.group).error(), kEINVAL);
+  EXPECT_FALSE(vm.has_group(g5.group));
+  EXPECT_TRUE(g5.group.unset_container());
+}
+
+// While KVM holds a group (vfio_group_get_external_user), VFIO_GROUP_UNSET_CONTAINER is EBUSY and closing the group
+// fd keeps the container binding; KVM's DEL then dissolves it.
+TEST_F(KvmTest, GroupHeldByKvmCannotLeaveItsContainer) {
+  NvlinkGroup g5{5};  // keeps the container's IOMMU driver (and windows) while g4 is out
+  ASSERT_TRUE(g5.group.open());
+  ASSERT_TRUE(g5.group.set_container(container));
+  attach_16m();
+  EXPECT_EQ(vm.vfio_group_add(g4.group).error(), kEEXIST);  // and the failed add took no extra hold
+  EXPECT_EQ(g4.group.unset_container().error(), kEBUSY);
+  EXPECT_EQ(g4.group.container(), container);
+  ASSERT_EQ(vm.h_put_tce(kLiobn, kWindow1, (16 * MiB) | 3), kHSuccess);
+  EXPECT_NE(host_table().get(0), 0u);
+  ASSERT_EQ(vm.h_stuff_tce(kLiobn, kWindow1, 0, 1), kHSuccess);
+  g4.group.release();  // the group fd closed: the binding stays for KVM
+  EXPECT_EQ(g4.group.container(), container);
+  ASSERT_TRUE(vm.vfio_group_del(g4.group));
+  EXPECT_EQ(g4.group.container(), nullptr);  // KVM was the last user
+  ASSERT_TRUE(g4.group.open());
+  ASSERT_TRUE(g4.group.set_container(container));
+  ASSERT_TRUE(vm.vfio_group_add(g4.group));
+  ASSERT_TRUE(vm.vfio_group_del(g4.group));
+  EXPECT_TRUE(g4.group.unset_container());  // the group fd is open: DEL left the binding, UNSET removes it
+  ASSERT_TRUE(g4.group.set_container(container));
+  EXPECT_TRUE(g5.group.unset_container());
 }
 
 TEST_F(KvmTest, Scenario72_SixteenMegGuestPageIs256HostTces) {
