@@ -5,6 +5,7 @@
 
 #include "base/checked.h"
 #include "base/host_page.h"
+#include "iommu/registered_tce.h"
 #include "iommu/tce.h"
 #include "mm/client_memory.h"
 #include "vfio/container.h"
@@ -168,11 +169,9 @@ long Vm::map_host_entry(iommu::TceTable& table, uint64_t index, uint64_t ua, Dma
     return kHTooHard;
   }
   const uint64_t old_ua = iommu::from_be(cache.entries->exchange(iommu::to_be(ua)));
-  if (old->direction != DmaDirection::kNone && old_ua) {
-    if (mm::RegisteredRegion* prev = guard.lookup(old_ua, table.page_size())) {
-      if (iommu::device_may_write(old->direction)) prev->mark_dirty(old_ua);
-      prev->mapped_dec();
-    }
+  // The kernel ignores a failed lookup of the old entry's region here too (kvmppc_tce_iommu_do_map).
+  if (old->direction != DmaDirection::kNone) {
+    (void)iommu::put_registered_tce(guard, table.page_size(), old->direction, old_ua);
   }
   return kHSuccess;
 }
@@ -183,11 +182,7 @@ long Vm::unmap_host_entry(iommu::TceTable& table, uint64_t index, const mm::Regi
   iommu::TceTable::Leaf cache = table.cache_leaf(index, false);
   if (!cache.entries) return kHSuccess;
   const uint64_t ua = iommu::from_be(cache.entries->exchange(0));
-  mm::RegisteredRegion* region = ua ? guard.lookup(ua, table.page_size()) : nullptr;
-  if (!region) return kHTooHard;
-  if (iommu::device_may_write(old->direction)) region->mark_dirty(ua);
-  region->mapped_dec();
-  return kHSuccess;
+  return iommu::put_registered_tce(guard, table.page_size(), old->direction, ua) ? kHSuccess : kHTooHard;
 }
 
 long Vm::mirror(const GuestTceTable& stt, iommu::TceTable& table, uint64_t entry, uint64_t tce, uint64_t ua,

@@ -7,6 +7,7 @@
 #include "base/checked.h"
 #include "base/fault_injection.h"
 #include "base/host_page.h"
+#include "iommu/registered_tce.h"
 
 namespace nv2pt::vfio {
 namespace {
@@ -451,7 +452,7 @@ Result<void> SpaprTceIommu::map_v2_locked(TceTable& table, uint64_t entry, uint6
       ++pending;
       if (old & iommu::kTcePermMask) {
         flush();  // the old entry may point into `region` too: its count must be whole before it drops one
-        drop_old_entry_v2(guard, page, iommu::tce_direction(old), old_ua);
+        (void)iommu::put_registered_tce(guard, page, iommu::tce_direction(old), old_ua);
       } else {
         ++fresh_in_run;
         ++live;
@@ -468,14 +469,6 @@ Result<void> SpaprTceIommu::map_v2_locked(TceTable& table, uint64_t entry, uint6
     return fail(error);
   }
   return {};
-}
-
-void SpaprTceIommu::drop_old_entry_v2(const mm::Registry::ReadGuard& guard, uint64_t page_size,
-                                      DmaDirection old_direction, uint64_t old_ua) {
-  mm::RegisteredRegion* region = old_ua ? guard.lookup(old_ua, page_size) : nullptr;
-  if (!region) return;
-  if (iommu::device_may_write(old_direction)) region->mark_dirty(old_ua);  // no-op for device memory
-  region->mapped_dec();
 }
 
 Result<void> SpaprTceIommu::map_v1_locked(TceTable& table, uint64_t entry, uint64_t vaddr, uint64_t pages,

@@ -126,9 +126,6 @@ class SpaprTceIommu {
   // that already hold the registry's read guard pass it.
   void clear_locked(iommu::TceTable& table, uint64_t entry, uint64_t pages,
                     const mm::Registry::ReadGuard* held = nullptr);
-  // v2: the TCE that pointed at `old_ua` is gone: its region counts one mapping fewer.
-  static void drop_old_entry_v2(const mm::Registry::ReadGuard& guard, uint64_t page_size,
-                                iommu::DmaDirection old_direction, uint64_t old_ua);
   void drop_old_entry_v1(const iommu::TceTable::OldEntry& old);
 
   void detach_group_locked(Group& group);
