@@ -1,4 +1,4 @@
-// kernel-behaviour §7 "Device and regions" scenarios through the vfio-pci device, over the default Witherspoon
+// The vfio-pci device with its GPU-RAM and ATSD regions (docs/kernel/regions.md), over the default Witherspoon
 // topology and the kernel-* test topologies.
 #include "vfio/pci_device.h"
 
@@ -217,7 +217,7 @@ TEST_F(DeviceTest, Scenario09_NpuWithoutTgtFailsTheGpuOpen) {
   load("kernel-no-tgt.dts");
   attach();
   EXPECT_EQ(open("0004:04:00.0").error(), kEFAULT);
-  EXPECT_EQ(open("0006:00:00.0").error(), kEFAULT);  // the bridge needs it too (§2.5.1 step 5)
+  EXPECT_EQ(open("0006:00:00.0").error(), kEFAULT);  // the bridge needs it too (vfio_pci_ibm_npu2_init)
 }
 
 TEST_F(DeviceTest, Scenario10_ThreeCellMemoryRegFailsTheOpen) {
@@ -283,14 +283,15 @@ TEST_F(DeviceTest, Scenario14_MmapGpuRamRegistersDeviceMemoryWithoutCharge) {
   munmap(*p, kGpuWindow);
   gpu->munmap(*p, kGpuWindow);
   close_device(gpu);
-  EXPECT_TRUE(as_.registry().empty());  // Scenario 23: released with the device
+  EXPECT_TRUE(as_.registry().empty());  // released with the device
 }
 
 TEST_F(DeviceTest, Scenario15_PrivateOrOversizedMmapIsEINVAL) {
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   EXPECT_EQ(gpu->mmap(as_, nullptr, 64 * KiB, PROT_READ, MAP_PRIVATE, region_offset(9)).error(), kEINVAL);
-  // The first attempt counts as the one mmap of this open (Q9), so the size check is seen on a fresh open.
+  // The first attempt counts as the one mmap of this open (vfio_pci_nvgpu_mmap), so the size check is seen on a fresh
+  // open.
   close_device(gpu);
   gpu = must_open("0004:04:00.0");
   EXPECT_EQ(gpu->mmap(as_, nullptr, kGpuWindow + 64 * KiB, PROT_READ, MAP_SHARED, region_offset(9)).error(),

@@ -1,5 +1,5 @@
-// kernel-behaviour §7 scenarios for the sPAPR TCE container: pre-registration, windows and tables, map/unmap,
-// groups and lifecycle, races. Each test is named after its scenario; the invariant checker runs after each step.
+// The sPAPR TCE container (docs/kernel/container.md): pre-registration, windows and tables, map/unmap, groups and
+// lifecycle, races. Each test is named after the behaviour it holds; the invariant checker runs after each step.
 #include "vfio/spapr_tce_iommu.h"
 
 #include <gtest/gtest.h>
@@ -93,7 +93,7 @@ class V2 : public ::testing::Test {
 TEST_F(V2, Scenario25_Register1GiBChargesAndEnablesMap) {
   ClientMemory m(1 * GiB);
   vfio_iommu_type1_dma_map early{sizeof(early), 3, m.ua(), 0, 64 * KiB};
-  EXPECT_EQ(iommu().map_dma(as, early).error(), kEPERM);  // §7-51: before any REGISTER
+  EXPECT_EQ(iommu().map_dma(as, early).error(), kEPERM);  // before any REGISTER
   const uint64_t before = locked();
   ASSERT_TRUE(reg(m.ua(), 1 * GiB));
   EXPECT_EQ(locked() - before, 16384u);
@@ -158,7 +158,7 @@ TEST_F(V2, Scenario30_RegisterInsideGpuRamAndOverAHoleIsEFAULT) {
   EXPECT_EQ(reg(gpu.ua() + 1 * MiB, 1 * MiB).error(), kEFAULT);  // GUP refuses the PFN mapping
   ClientMemory m(2 * MiB);
   m.unmap(1 * MiB, 64 * KiB);
-  EXPECT_EQ(reg(m.ua(), 2 * MiB).error(), kEFAULT);  // Q26: never a positive count
+  EXPECT_EQ(reg(m.ua(), 2 * MiB).error(), kEFAULT);  // never a positive count
   EXPECT_EQ(locked(), 0u);
   EXPECT_EQ(as.pinner().pinned_pages(), 0u);
 }
