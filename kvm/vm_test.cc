@@ -127,7 +127,7 @@ TEST_F(KvmTest, Scenario73_PutTceErrors) {
   EXPECT_EQ(host_table().get(0), 0u);
 }
 
-TEST_F(KvmTest, Scenario74_FailureOnSubpage100ClearsTheWholeEntry) {  // Q27 fixed: nothing leaks
+TEST_F(KvmTest, Scenario74_FailureOnSubpage100ClearsTheWholeEntry) {  // nothing leaks; kvmppc_clear_tce leaked
   ClientMemory part(32 * MiB, PROT_READ | PROT_WRITE, 16 * MiB);
   vfio_iommu_spapr_register_memory reg{sizeof(reg), 0, part.ua(), 100 * 64 * KiB};
   ASSERT_TRUE(iommu().register_memory(as, reg));

@@ -192,7 +192,7 @@ TEST_F(DeviceTest, Scenario05_MissingAtsdEntryFallsBackToEntry0) {
   bridge->munmap(p, 64 * KiB);
 }
 
-TEST_F(DeviceTest, Scenario06_BridgeWithoutAtsdGetsNoRegion) {  // Q11: the kernel offers size 0 (QEMU 7.2 aborts)
+TEST_F(DeviceTest, Scenario06_BridgeWithoutAtsdGetsNoRegion) {  // the kernel offers size 0 (QEMU 7.2 aborts)
   load("kernel-no-atsd.dts");
   attach();
   PciDevice* bridge = must_open("0006:00:00.0");
@@ -337,7 +337,7 @@ TEST_F(DeviceTest, Scenario17_FaultedPageIsTheWindowPage) {
   gpu->munmap(*p, 1 * GiB);
 }
 
-TEST_F(DeviceTest, Scenario18_NonZeroOffsetIsEINVAL) {  // Q10
+TEST_F(DeviceTest, Scenario18_NonZeroOffsetIsEINVAL) {  // docs/kernel/regions.md#gpu-ram-mmap
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   EXPECT_EQ(gpu->mmap(as_, nullptr, 64 * KiB, PROT_READ, MAP_SHARED, region_offset(9) + 64 * KiB).error(), kEINVAL);
@@ -376,7 +376,7 @@ TEST_F(DeviceTest, Scenario21_MmapPastTheExtraRegionsIsEINVAL) {
   EXPECT_EQ(gpu->mmap(as_, nullptr, 64 * KiB, PROT_READ, MAP_SHARED, region_offset(11)).error(), kEINVAL);
 }
 
-TEST_F(DeviceTest, Scenario24_ReleaseWhileTcesMapGpuRamKeepsTheRegistration) {  // Q24: reported, kept
+TEST_F(DeviceTest, Scenario24_ReleaseWhileTcesMapGpuRamKeepsTheRegistration) {  // vfio_pci_nvgpu_release: reported, kept
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   auto p = gpu->mmap(as_, nullptr, 1 * GiB, PROT_READ | PROT_WRITE, MAP_SHARED, region_offset(9));

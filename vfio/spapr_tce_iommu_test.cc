@@ -191,7 +191,7 @@ TEST_F(V2, Scenario33_RegisterUnmappedIsEFAULTAndRolledBack) {
   EXPECT_EQ(locked(), 0u);
 }
 
-TEST_F(V2, Scenario34_RegisterSizeZeroIsEINVAL) {  // Q8: EINVAL, the kernel's ENOMEM is an accident
+TEST_F(V2, Scenario34_RegisterSizeZeroIsEINVAL) {  // the kernel's ENOMEM is an accident
   ClientMemory m(1 * MiB);
   EXPECT_EQ(reg(m.ua(), 0).error(), kEINVAL);
 }
@@ -215,7 +215,7 @@ TEST_F(V2, Scenario35_UnregisterUnknownForeignAndFresh) {
   EXPECT_EQ(iommu().registrations().front()->used(), 1u);
 }
 
-TEST_F(V2, Scenario36_UnregisterWhileMappedIsEBUSY) {  // Q3: the kernel returns 0 and leaks the region
+TEST_F(V2, Scenario36_UnregisterWhileMappedIsEBUSY) {  // the kernel returns 0 and leaks the region
   ClientMemory m(1 * MiB);
   ASSERT_TRUE(reg(m.ua(), 1 * MiB));
   qemu_windows();
@@ -358,7 +358,7 @@ TEST_F(V2, Scenario44_CreateRejectsBadLevelsSizesAndPageShifts) {
   EXPECT_EQ(locked(), 0u);
 }
 
-TEST_F(V2, Scenario45_FiftyFiveBitRuleRollsBackTheCharge) {  // Q4: the kernel leaks the 16386.125 MiB charge
+TEST_F(V2, Scenario45_FiftyFiveBitRuleRollsBackTheCharge) {  // the kernel leaks the 16386.125 MiB charge
   ASSERT_TRUE(remove(0));
   EXPECT_EQ(create(16, 1ull << 46, 3).error(), kEINVAL);
   EXPECT_EQ(locked(), 0u);
@@ -398,13 +398,13 @@ TEST_F(V2, Scenario48_RemoveClearsRestoresAndFrees) {
   EXPECT_EQ(remove(kWindow1).error(), kEINVAL);
 }
 
-TEST_F(V2, Scenario49_RemoveByAnAddressInsideTheWindow) {  // Q14 kept
+TEST_F(V2, Scenario49_RemoveByAnAddressInsideTheWindow) {  // kept from tce_iommu_find_table
   qemu_windows();
   EXPECT_TRUE(remove(kWindow1 + 64 * KiB));
   EXPECT_EQ(iommu().windows().size(), 1u);
 }
 
-TEST_F(V2, Scenario50_SmallWindowIsWidened) {  // Q22 kept, and the real size reported
+TEST_F(V2, Scenario50_SmallWindowIsWidened) {  // kept, and the real size reported
   ClientMemory m(1 * MiB);
   ASSERT_TRUE(reg(m.ua(), 1 * MiB));
   ASSERT_TRUE(remove(0));
@@ -433,7 +433,7 @@ TEST_F(V2, Scenario53_NoWindowAndMisalignedSizes) {
   EXPECT_EQ(map(kWindow1, m.ua() + 4 * KiB, 64 * KiB).error(), kEINVAL);
 }
 
-TEST_F(V2, Scenario54_MisalignedIovaIsEINVAL) {  // Q1: the kernel returns +1
+TEST_F(V2, Scenario54_MisalignedIovaIsEINVAL) {  // the kernel returns +1
   ClientMemory m(1 * MiB);
   ASSERT_TRUE(reg(m.ua(), 1 * MiB));
   qemu_windows();
@@ -493,7 +493,7 @@ TEST_F(V2, Scenario58_MapGpuRamIsDirectWithNoPin) {
   EXPECT_TRUE(as.registry().put(dev));
 }
 
-TEST_F(V2, Scenario61_MapPastTheWindowEndIsEINVAL) {  // Q2: the kernel writes past the window
+TEST_F(V2, Scenario61_MapPastTheWindowEndIsEINVAL) {  // the kernel writes past the window
   ClientMemory m(1 * MiB);
   ASSERT_TRUE(reg(m.ua(), 1 * MiB));
   ASSERT_TRUE(remove(0));
@@ -669,7 +669,7 @@ TEST_F(V2, Scenario69_NpuPeHoldsTheLastWindow) {
   EXPECT_EQ(g4.npu.window(1), &window(1));
 }
 
-TEST_F(V2, SetWindowFailureOnAMemberUndoesTheCreate) {  // Q23: firmware errors become EIO
+TEST_F(V2, SetWindowFailureOnAMemberUndoesTheCreate) {  // firmware errors become EIO
   ASSERT_TRUE(remove(0));
   g4.npu.fail_next_set_window();
   EXPECT_EQ(create(16, 1ull << 40, 2).error(), kEIO);
