@@ -258,7 +258,8 @@ long Vm::h_put_tce_indirect(uint64_t liobn, uint64_t ioba, uint64_t tce_list_gpa
   }
   const uint64_t entry = (ioba >> stt->page_shift()) - stt->offset();
   for (uint64_t i = 0; i < npages; ++i) {
-    // An entry without permissions unmaps (the kernel sent it down the map path: Q20).
+    // An entry without permissions unmaps (kvmppc_h_put_tce_indirect sent it down the map path:
+    // docs/kernel/kvm.md#h_put_tce_indirect).
     for (const GuestTceTable::Attached& a : stt->attached()) {
       if (long rc = mirror(*stt, *a.table, entry + i, tces[i], *uas[i], guard); rc != kHSuccess) return rc;
     }

@@ -51,7 +51,7 @@ class Vm {
   bool has_group(const vfio::Group& group) const;
   // KVM_DEV_VFIO_GROUP_SET_SPAPR_TCE: ENOENT if the group was not added; EFAULT without table-group data; EINVAL
   // if no hardware table of the group has host page <= guest page, the same bus start and at least the guest
-  // window's size (§2.10.2).
+  // window's size (kvm_spapr_tce_attach_iommu_group; docs/kernel/kvm.md#set-spapr-tce).
   Result<void> vfio_set_spapr_tce(vfio::Group& group, uint64_t liobn);
 
   // The hypercalls (virtual mode). `tce_list_gpa` is the guest physical address of a 4 KiB list of big-endian TCEs.
@@ -73,8 +73,9 @@ class Vm {
   long validate(const GuestTceTable& stt, uint64_t tce, std::optional<uint64_t> ua,
                 const mm::Registry::ReadGuard& guard) const;
   // Writes (or clears) the host TCEs behind guest entry `entry` in one hardware table, the user address `ua`
-  // behind a TCE with permissions; on failure clears all of them again through the unmap path (so no count or
-  // cache entry is left behind: Q27 fixed).
+  // behind a TCE with permissions; on failure clears all of them again through the unmap path, so no count or
+  // cache entry is left behind (the kernel's kvmppc_clear_tce cleared only the hardware TCEs:
+  // docs/kernel/kvm.md#h_put_tce).
   long mirror(const GuestTceTable& stt, iommu::TceTable& table, uint64_t entry, uint64_t tce, uint64_t ua,
               const mm::Registry::ReadGuard& guard);
   long map_host_entry(iommu::TceTable& table, uint64_t index, uint64_t ua, iommu::DmaDirection dir,

@@ -1,5 +1,5 @@
-// kernel-behaviour §7 KVM scenarios (70-78) and the KVM races (81, 83): guest TCE tables, attaching VFIO groups,
-// and the TCE hypercalls with 16 MiB guest pages backed by 64 KiB host TCEs.
+// KVM's in-kernel TCE path (docs/kernel/kvm.md) and its races: guest TCE tables, attaching VFIO groups, and the TCE
+// hypercalls with 16 MiB guest pages backed by 64 KiB host TCEs.
 #include "kvm/vm.h"
 
 #include <gtest/gtest.h>
@@ -234,7 +234,7 @@ TEST_F(KvmTest, Scenario73_PutTceErrors) {
   EXPECT_EQ(host_table().get(0), 0u);
 }
 
-TEST_F(KvmTest, Scenario74_FailureOnSubpage100ClearsTheWholeEntry) {  // Q27 fixed: nothing leaks
+TEST_F(KvmTest, Scenario74_FailureOnSubpage100ClearsTheWholeEntry) {  // nothing leaks; kvmppc_clear_tce leaked
   ClientMemory part(32 * MiB, PROT_READ | PROT_WRITE, 16 * MiB);
   vfio_iommu_spapr_register_memory reg{sizeof(reg), 0, part.ua(), 100 * 64 * KiB};
   ASSERT_TRUE(iommu().register_memory(as, reg));
@@ -528,7 +528,7 @@ TEST_F(KvmTest, Scenario83_DeviceReleaseRacingPutTceIntoGpuRam) {
 namespace nv2pt::kvm {
 namespace {
 
-// §7 scenarios 22/23 and Q18: the GPU is mapped to the guest's LPID in the NPU only when KVM was added to the
+// docs/kernel/kvm.md#kvm-set-notifier: the GPU is mapped to the guest's LPID in the NPU only when KVM was added to the
 // group before the device was opened; closing the device maps it back to the host.
 TEST(KvmNpuContext, Scenario22And23_MapLparOnlyForAKvmAddedBeforeOpen) {
   mm::AddressSpace as(process_options(1));
@@ -540,7 +540,7 @@ TEST(KvmNpuContext, Scenario22And23_MapLparOnlyForAKvmAddedBeforeOpen) {
   ASSERT_TRUE(container->set_iommu(VFIO_SPAPR_TCE_v2_IOMMU));
   Vm vm(as, 42);
 
-  // Opened before KVM_DEV_VFIO_GROUP_ADD: nothing is mapped, and the later add does not reach the device (Q18).
+  // Opened before KVM_DEV_VFIO_GROUP_ADD: nothing is mapped, and the later add does not reach the device.
   vfio::PciDevice* dev = group->get_device(as, "0004:04:00.0").value();
   ASSERT_TRUE(vm.vfio_group_add(*group));
   EXPECT_EQ(host->hardware().npu_lpid(gpu), 0u);

@@ -67,7 +67,7 @@ class Group {
 
   // KVM_DEV_VFIO_GROUP_ADD / DEL: the guest (its LPID) the group now belongs to. Devices opened while it is set map
   // their GPU to that LPID in the NPU; a KVM added after a device was opened is never forwarded to it (the
-  // kernel's notifier is unregistered right after open, Q18).
+  // kernel's notifier is unregistered right after open: docs/kernel/kvm.md#kvm-set-notifier).
   void set_kvm(std::optional<uint64_t> lpid);
   std::optional<uint64_t> kvm() const;
 
