@@ -37,7 +37,8 @@ uint64_t machine_page_size() { return static_cast<uint64_t>(sysconf(_SC_PAGESIZE
 struct GpuRam::Impl {
   struct Mapping {
     uint64_t len;
-    uint64_t offset;  // window offset of the first byte
+    uint64_t offset;      // window offset of the first byte
+    bool kernel = false;  // its real part is unregistered: the kernel's fault path serves it
   };
   // The client addresses of a mapping that lie inside the real RAM (the model pages the rule allows once the
   // links are trained); len 0 if none.
@@ -83,7 +84,7 @@ struct GpuRam::Impl {
 
   mutable std::mutex mutex;
   std::map<uintptr_t, Mapping> mappings;  // guarded by mutex; by start address
-  bool kernel_serves = false;             // guarded by mutex; the real part of every mapping is unregistered
+  bool kernel_serves = false;             // guarded by mutex; links trained: real parts go to the kernel
 };
 
 GpuRam::Impl::~Impl() {
@@ -246,23 +247,23 @@ bool GpuRam::Impl::register_range(uint64_t start, uint64_t len) const {
 }
 
 void GpuRam::Impl::serve_real_ram_by_kernel() {
-  if (kernel_serves || !links_trained || !links_trained()) return;
-  for (const auto& [start, m] : mappings) {
+  if (!links_trained || !links_trained()) return;
+  for (auto& [start, m] : mappings) {
     const Range part = real_part(start, m);
-    if (part.len == 0) continue;
+    if (part.len == 0 || m.kernel) continue;
     // The VMA splits at the end of the real RAM; the kernel wakes any thread still waiting on a fault in the
     // range, and its retry is the kernel's own shmem fault. A failure leaves the range with the service.
     uffdio_range range{part.start, part.len};
-    (void)ioctl(uffd, UFFDIO_UNREGISTER, &range);
+    m.kernel = ioctl(uffd, UFFDIO_UNREGISTER, &range) == 0;
   }
   kernel_serves = true;
 }
 
 void GpuRam::Impl::rearm(bool keep_mapped) {
-  if (!kernel_serves) return;
-  for (const auto& [start, m] : mappings) {
+  for (auto& [start, m] : mappings) {
+    if (!m.kernel) continue;
+    m.kernel = false;
     const Range part = real_part(start, m);
-    if (part.len == 0) continue;
     // Still unregistered here, so filling pages in is the kernel's work and cannot wait on the service.
     if (keep_mapped) complete_mapped_pages(part, m.offset);
     if (!register_range(part.start, part.len)) {
@@ -325,7 +326,7 @@ void GpuRam::Impl::handle_fault(const uffd_msg& msg) {
     mapping = it->second;
     // Read before the real RAM left the service: unregistering woke the toucher, the kernel served its retry.
     const Range part = real_part(map_start, mapping);
-    if (kernel_serves && address - part.start < part.len) return;
+    if (mapping.kernel && address - part.start < part.len) return;
   }
   const uint64_t offset = mapping.offset + (address - map_start);
   // The whole 64 KiB model page, clipped to the mapping.
@@ -333,7 +334,8 @@ void GpuRam::Impl::handle_fault(const uffd_msg& msg) {
   const uint64_t lo = std::max(map_start, address - (offset - page_offset));
   const uint64_t hi = std::min(map_start + mapping.len, address - (offset - page_offset) + kModelPage);
 
-  if (const auto cause = violation(offset)) {
+  const auto cause = violation(offset);
+  if (cause) {
     record(offset, *cause);
     if (policy.load() == HmiPolicy::kFatal) {
       // A machine check on the touching thread. The wake lets it return to user mode, where the signal lands
@@ -345,6 +347,17 @@ void GpuRam::Impl::handle_fault(const uffd_msg& msg) {
       ioctl(uffd, UFFDIO_WAKE, &wake);
       return;
     }
+  } else {
+    // Allowed, so every link is trained, yet the real RAM is still with the service (no links_changed() since
+    // training, or a discard()): hand it to the kernel now. The toucher's retry is then the kernel's own fault,
+    // as is every later touch.
+    std::lock_guard lock(mutex);
+    serve_real_ram_by_kernel();
+    if (auto it = mappings.find(map_start); it != mappings.end() && it->second.kernel) {
+      uffdio_range wake{lo, hi - lo};  // unregistering woke it already, unless it failed
+      (void)ioctl(uffd, UFFDIO_WAKE, &wake);
+      return;
+    }
   }
   if (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_MINOR) {
     // The page is in the memfd already: map it back (only this machine page; its neighbours may be missing).
@@ -352,13 +365,9 @@ void GpuRam::Impl::handle_fault(const uffd_msg& msg) {
     cont.range.start = align_down(address, machine_page_size());
     cont.range.len = machine_page_size();
     (void)ioctl(uffd, UFFDIO_CONTINUE, &cont);
-  } else {
-    populate(lo, hi - lo);
+    return;
   }
-  // A touch the rule allowed while the real RAM is still with the service (the links trained, or a discard(),
-  // without links_changed() since): hand it to the kernel now; later touches never come here.
-  std::lock_guard lock(mutex);
-  serve_real_ram_by_kernel();
+  populate(lo, hi - lo);
 }
 
 GpuRam::GpuRam(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -464,16 +473,8 @@ Result<void*> GpuRam::map(void* addr, uint64_t offset, uint64_t len, int prot) {
     return fail(kEIO);
   }
   std::lock_guard lock(impl_->mutex);
-  const Impl::Mapping mapping{len, offset};
-  impl_->mappings[reinterpret_cast<uintptr_t>(m)] = mapping;
-  if (impl_->kernel_serves) {
-    // The links are trained already: only the part beyond the real RAM stays with the service.
-    const Impl::Range part = impl_->real_part(reinterpret_cast<uintptr_t>(m), mapping);
-    uffdio_range range{part.start, part.len};
-    if (part.len) (void)ioctl(impl_->uffd, UFFDIO_UNREGISTER, &range);
-  } else {
-    impl_->serve_real_ram_by_kernel();
-  }
+  impl_->mappings[reinterpret_cast<uintptr_t>(m)] = Impl::Mapping{len, offset};
+  impl_->serve_real_ram_by_kernel();  // trained already: only the part beyond the real RAM stays with the service
   return m;
 }
 
