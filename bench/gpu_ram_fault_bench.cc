@@ -46,6 +46,38 @@ bool train_links(platform::Hardware& hw, const platform::Machine& machine, const
   return hw.gpu_links_trained(gpu);
 }
 
+// A fresh shared memfd mapping of `len` bytes, nothing populated; MAP_FAILED (and fd -1) if the kernel refuses.
+void* map_fresh_memfd(const char* name, uint64_t len, int& fd) {
+  fd = memfd_create(name, MFD_CLOEXEC);
+  void* map = fd < 0 || ftruncate(fd, static_cast<off_t>(len)) != 0
+                  ? MAP_FAILED
+                  : mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (map == MAP_FAILED && fd >= 0) {
+    close(fd);
+    fd = -1;
+  }
+  return map;
+}
+
+// One write to every machine page of `len` bytes.
+void touch_every_page(volatile uint8_t* bytes, uint64_t len) {
+  const auto small = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  for (uint64_t off = 0; off < len; off += small) bytes[off] = 1;
+}
+
+// The kernel's own faults for the same bytes, timed next to each GPU RAM pass (seconds; negative on failure).
+double time_kernel_reference(uint64_t len) {
+  int fd = -1;
+  void* map = map_fresh_memfd("bench-shmem-pair", len, fd);
+  if (map == MAP_FAILED) return -1;
+  const auto t0 = Clock::now();
+  touch_every_page(static_cast<volatile uint8_t*>(map), len);
+  const double s = seconds(t0, Clock::now());
+  munmap(map, len);
+  close(fd);
+  return s;
+}
+
 void BM_GpuRamFirstTouch(benchmark::State& state) {
   const uint64_t pages = static_cast<uint64_t>(state.range(0));
   const uint64_t page = 64 * KiB;
@@ -73,16 +105,19 @@ void BM_GpuRamFirstTouch(benchmark::State& state) {
 
   std::vector<double> latency_ns;
   latency_ns.reserve(pages * 8);
-  double total_s = 0;
-  bool first = true;
+  std::vector<double> pair_ratios;  // reference time / GPU RAM time of each pass and its neighbouring reference
+  double total_s = 0, reference_s = 0;
+  uint64_t n = 0;
   for (auto _ : state) {
-    if (!first) {
-      state.PauseTiming();
+    // The reference pass runs next to each GPU RAM pass, before it one time, after it the next (untimed for the
+    // framework), so that both see the same load on a shared machine.
+    state.PauseTiming();
+    if (n > 0) {
       ram->discard();        // every page faults again ...
       ram->links_changed();  // ... and the links are still trained: the kernel's again
-      state.ResumeTiming();
     }
-    first = false;
+    double ref = n % 2 == 0 ? time_kernel_reference(pages * page) : 0;
+    state.ResumeTiming();
     const auto t0 = Clock::now();
     auto prev = t0;
     for (uint64_t i = 0; i < pages; ++i) {
@@ -93,7 +128,14 @@ void BM_GpuRamFirstTouch(benchmark::State& state) {
     }
     const double s = seconds(t0, prev);
     state.SetIterationTime(s);
+    state.PauseTiming();
+    if (n % 2 == 1) ref = time_kernel_reference(pages * page);
+    state.ResumeTiming();
+    if (ref <= 0) return state.SkipWithError("reference memfd mapping");
     total_s += s;
+    reference_s += ref;
+    pair_ratios.push_back(ref / s);
+    ++n;
   }
   const uint64_t serviced_trained = ram->serviced_faults() - serviced_before;
   if (log.size() != hmis_trained) return state.SkipWithError("HMI on a trained link");
@@ -112,6 +154,8 @@ void BM_GpuRamFirstTouch(benchmark::State& state) {
   state.counters["p50_ns"] = percentile(latency_ns, 50);
   state.counters["p99_ns"] = percentile(latency_ns, 99);
   state.counters["pages"] = static_cast<double>(pages);
+  state.counters["reference_pages_per_s"] = touched / reference_s;
+  state.counters["ratio_median"] = percentile(pair_ratios, 50);
   state.counters["serviced_faults_trained"] = static_cast<double>(serviced_trained);
   state.counters["premature_detected"] = premature_ok ? 1 : 0;
   state.counters["rearmed_pages"] = rearmed;
@@ -125,10 +169,8 @@ void time_fresh_mappings(benchmark::State& state, const char* name, uint64_t pag
   double total_s = 0;
   for (auto _ : state) {
     state.PauseTiming();
-    const int memfd = memfd_create(name, MFD_CLOEXEC);
-    void* map = memfd < 0 || ftruncate(memfd, static_cast<off_t>(len)) != 0
-                    ? MAP_FAILED
-                    : mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    int memfd = -1;
+    void* map = map_fresh_memfd(name, len, memfd);
     if (map == MAP_FAILED || !arm(map, len)) {
       state.SkipWithError("memfd mapping");
       break;
@@ -152,12 +194,9 @@ void time_fresh_mappings(benchmark::State& state, const char* name, uint64_t pag
 // page of each 64 KiB page written, so each 64 KiB page costs sixteen ordinary shmem faults: the reference for the
 // trained first touch, which writes the same bytes.
 void BM_ShmemTouchFloor(benchmark::State& state) {
-  const auto small = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   time_fresh_mappings(
       state, "bench-shmem", static_cast<uint64_t>(state.range(0)), [](void*, uint64_t) { return true; },
-      [&](volatile uint8_t* bytes, uint64_t len) {
-        for (uint64_t off = 0; off < len; off += small) bytes[off] = 1;
-      });
+      touch_every_page);
 }
 
 // Large shmem folios allocated so far, all sizes (the per-size THP statistics; 0 where the kernel has none).
@@ -175,14 +214,10 @@ uint64_t shmem_large_folios() {
 // memfd mapping, which gets large folios only where the THP settings (read, never changed) allow them for shmem.
 // Reports pages_per_s and large_folios, the large shmem folios the touches got.
 void BM_ShmemHugeAdviceTouch(benchmark::State& state) {
-  const auto small = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   const uint64_t folios_before = shmem_large_folios();
   time_fresh_mappings(
       state, "bench-shmem-huge", static_cast<uint64_t>(state.range(0)),
-      [](void* map, uint64_t len) { return madvise(map, len, MADV_HUGEPAGE) == 0; },
-      [&](volatile uint8_t* bytes, uint64_t len) {
-        for (uint64_t off = 0; off < len; off += small) bytes[off] = 1;
-      });
+      [](void* map, uint64_t len) { return madvise(map, len, MADV_HUGEPAGE) == 0; }, touch_every_page);
   state.counters["large_folios"] = static_cast<double>(shmem_large_folios() - folios_before);
 }
 

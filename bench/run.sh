@@ -131,11 +131,12 @@ g4="BM_GpuRamFirstTouch/4096/manual_time"
 pps=$(v "$OUT/api.json" "$g4" pages_per_s)
 shmem_pps=$(v "$OUT/api.json" "BM_ShmemTouchFloor/4096/manual_time" pages_per_s)
 if [ -n "$pps" ] && [ -n "$shmem_pps" ]; then
-  r=$(calc %.3f "$pps / $shmem_pps")
+  # The ratio: median over the passes of the kernel's own faults on a fresh memfd timed right next to each one.
+  r=$(v "$OUT/api.json" "$g4" ratio_median)
   row "4 GPU RAM first touch, links trained" \
     "$(calc %.0f "$pps") pages/s, p50 $(calc %.1f "$(v "$OUT/api.json" "$g4" p50_ns) / 1000") us, p99 $(calc %.1f "$(v "$OUT/api.json" "$g4" p99_ns) / 1000") us" \
-    "kernel shmem faults, same bytes: $(calc %.0f "$shmem_pps") pages/s" "$(calc %.2f "$r")x kernel faults" \
-    ">= 0.95x kernel faults" "$(met "$r >= 0.95")"
+    "kernel shmem faults, same bytes: $(calc %.0f "$(v "$OUT/api.json" "$g4" reference_pages_per_s)") pages/s beside it, $(calc %.0f "$shmem_pps") alone" \
+    "$(calc %.2f "$r")x kernel faults (median of pairs)" ">= 0.95x kernel faults" "$(met "$r >= 0.95")"
   sf=$(v "$OUT/api.json" "$g4" serviced_faults_trained)
   row "4 ... faults the service thread handled" "$(calc %.0f "$sf")" "-" "-" "0" "$(met "$sf == 0")"
   pd=$(v "$OUT/api.json" "$g4" premature_detected)

@@ -266,11 +266,9 @@ void GpuRam::Impl::rearm(bool keep_mapped) {
     const Range part = real_part(start, m);
     // Still unregistered here, so filling pages in is the kernel's work and cannot wait on the service.
     if (keep_mapped) complete_mapped_pages(part, m.offset);
-    if (!register_range(part.start, part.len)) {
-      // Never leave an unguarded view of GPU RAM behind (as map() does when registration fails).
-      mmap(reinterpret_cast<void*>(part.start), part.len, PROT_NONE,
-           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
-    }
+    // A failure means the client unmapped the range without unmap() (nothing to guard; nothing may be mapped over
+    // an address it may reuse) or the process is out of VMAs (the range then stays unchecked: nothing safer).
+    (void)register_range(part.start, part.len);
   }
   kernel_serves = false;
 }
