@@ -106,6 +106,7 @@ TEST_F(GpuRamTest, TouchBeyondRealRamIsAnHmi) {
 // SIGBUS handler, then dies of the signal.
 int g_report_fd = -1;
 HmiLog* g_child_log = nullptr;
+std::atomic<bool> g_child_trained{false};  // the child's links; a touch body may change them
 
 void report_and_die(int) {
   const uint64_t n = g_child_log ? g_child_log->size() : 0;
@@ -125,14 +126,14 @@ void expect_sigbus_in_child(uint64_t expected_hmis, bool untrained, Touch touch)
     g_report_fd = fds[1];
     static HmiLog log;
     g_child_log = &log;
-    std::atomic<bool> trained{!untrained};
+    g_child_trained = !untrained;
     GpuRam::Config c;
     c.gpu = PciAddress::parse("0004:04:00.0").value();
     c.window_base = kWindowBase;
     c.window_size = kWindow;
     c.real_size = kReal;
     c.policy = HmiPolicy::kFatal;
-    auto ram = GpuRam::create(c, log, [&] { return trained.load(); });
+    auto ram = GpuRam::create(c, log, [] { return g_child_trained.load(); });
     if (!ram) _exit(3);
     signal(SIGBUS, report_and_die);
     touch(**ram);
@@ -298,6 +299,19 @@ TEST(GpuRamFatal, TouchBeyondRealRamAfterTrainingRaisesSigbus) {
     volatile uint8_t* p = static_cast<volatile uint8_t*>(*m);
     p[0] = 1;  // real RAM: fine
     (void)p[kReal];
+  });
+}
+
+TEST(GpuRamFatal, TouchAfterAResetOfAPageTheKernelServedRaisesSigbus) {
+  expect_sigbus_in_child(1, /*untrained=*/false, [](GpuRam& ram) {
+    auto m = ram.map(nullptr, 0, kWindow, PROT_READ | PROT_WRITE);
+    if (!m) _exit(4);
+    ram.links_changed();
+    volatile uint8_t* p = static_cast<volatile uint8_t*>(*m);
+    p[2 * k64K] = 1;  // the kernel's
+    g_child_trained = false;
+    ram.zap();
+    (void)p[2 * k64K + 0x3000];  // a hole of that page: a missing fault whatever the kernel offers
   });
 }
 
