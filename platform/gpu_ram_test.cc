@@ -386,7 +386,8 @@ TEST_F(GpuRamTest, TouchesDuringLinkChangesAreNeitherLostNorStuck) {
     touchers.emplace_back([&, t] {
       while (!go.load()) {
       }
-      for (uint64_t i = static_cast<uint64_t>(t); i < slots; i += kThreads) p[i * small + 1] = static_cast<uint8_t>(t + 1);
+      for (uint64_t i = static_cast<uint64_t>(t); i < slots; i += kThreads)
+        p[i * small + 1] = static_cast<uint8_t>(t + 1);
     });
   }
   go = true;
