@@ -16,7 +16,6 @@
 #include <cstring>
 #include <map>
 #include <mutex>
-#include <set>
 #include <thread>
 #include <vector>
 
@@ -38,7 +37,14 @@ uint64_t machine_page_size() { return static_cast<uint64_t>(sysconf(_SC_PAGESIZE
 struct GpuRam::Impl {
   struct Mapping {
     uint64_t len;
-    uint64_t offset;  // window offset of the first byte
+    uint64_t offset;      // window offset of the first byte
+    bool kernel = false;  // its real part is unregistered: the kernel's fault path serves it
+  };
+  // The client addresses of a mapping that lie inside the real RAM (the model pages the rule allows once the
+  // links are trained); len 0 if none.
+  struct Range {
+    uint64_t start = 0;
+    uint64_t len = 0;
   };
 
   Impl(Config c, HmiLog& l, std::function<bool()> trained) : config(c), log(l), links_trained(std::move(trained)) {
@@ -49,11 +55,20 @@ struct GpuRam::Impl {
   Result<void> start();
   void serve();
   void handle_fault(const uffd_msg& msg);
-  bool populate(uint64_t start, uint64_t len, uint64_t offset);
+  bool populate(uint64_t start, uint64_t len);
   // The rule: nullopt if the access to the model page at `offset` is allowed, else the HMI cause.
   std::optional<HmiCause> violation(uint64_t offset) const;
   void record(uint64_t offset, HmiCause cause);
-  void mark_populated(uint64_t offset);
+
+  Range real_part(uintptr_t start, const Mapping& m) const;
+  bool register_range(uint64_t start, uint64_t len) const;
+  // Hands the real RAM of every mapping to the kernel's fault path if every link is trained. Requires mutex.
+  void serve_real_ram_by_kernel();
+  // Registers every mapping whole again. `keep_mapped`: first fill in the rest of every 64 KiB page the client
+  // has partly mapped, so that the pages it can touch unchecked are those the service would have left it.
+  // Requires mutex.
+  void rearm(bool keep_mapped);
+  void complete_mapped_pages(const Range& part, uint64_t offset) const;
 
   Config config;
   HmiLog& log;
@@ -63,11 +78,13 @@ struct GpuRam::Impl {
   int uffd = -1;
   bool minor_faults = false;  // pages already in the memfd trap too (UFFD_FEATURE_MINOR_SHMEM, 5.14+)
   int stop_fd = -1;
+  int pagemap_fd = -1;        // /proc/self/pagemap: which client pages have page-table entries
   std::thread thread;
+  std::atomic<uint64_t> faults{0};
 
-  std::mutex mutex;
+  mutable std::mutex mutex;
   std::map<uintptr_t, Mapping> mappings;  // guarded by mutex; by start address
-  std::set<uint64_t> populated;           // guarded by mutex; model page numbers
+  bool kernel_serves = false;             // guarded by mutex; links trained: real parts go to the kernel
 };
 
 GpuRam::Impl::~Impl() {
@@ -78,6 +95,7 @@ GpuRam::Impl::~Impl() {
   }
   if (uffd >= 0) close(uffd);
   if (stop_fd >= 0) close(stop_fd);
+  if (pagemap_fd >= 0) close(pagemap_fd);
 }
 
 Result<void> GpuRam::Impl::start() {
@@ -108,6 +126,7 @@ Result<void> GpuRam::Impl::start() {
   if (ioctl(uffd, UFFDIO_API, &api) != 0) return fail(kEIO);
   stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (stop_fd < 0) return fail(kEIO);
+  pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);  // optional: see complete_mapped_pages
   thread = std::thread([this] { serve(); });
   return {};
 }
@@ -189,14 +208,9 @@ void GpuRam::Impl::record(uint64_t offset, HmiCause cause) {
   log.record(Hmi{std::chrono::system_clock::now(), config.gpu, config.window_base + offset, cause});
 }
 
-void GpuRam::Impl::mark_populated(uint64_t offset) {
-  std::lock_guard lock(mutex);
-  populated.insert(offset / kModelPage);
-}
-
-// Installs zero pages over [start, start + len) (machine pages), skipping those already in the memfd, counts the
-// model page, then wakes the faulting threads (after counting, so they see the count).
-bool GpuRam::Impl::populate(uint64_t start, uint64_t len, uint64_t offset) {
+// Installs zero pages over [start, start + len) (machine pages), skipping those already in the memfd, then wakes
+// the faulting threads.
+bool GpuRam::Impl::populate(uint64_t start, uint64_t len) {
   uffdio_zeropage zp{};
   zp.range.start = start;
   zp.range.len = len;
@@ -212,12 +226,91 @@ bool GpuRam::Impl::populate(uint64_t start, uint64_t len, uint64_t offset) {
       (void)ioctl(uffd, UFFDIO_ZEROPAGE, &one);
     }
   }
-  mark_populated(offset);
   uffdio_range wake{start, len};
   return ioctl(uffd, UFFDIO_WAKE, &wake) == 0;
 }
 
+GpuRam::Impl::Range GpuRam::Impl::real_part(uintptr_t start, const Mapping& m) const {
+  // The rule allows a model page that starts inside the real RAM: the end rounds up to the model page.
+  const uint64_t real_end = std::min(config.window_size, align_up(config.real_size, kModelPage).value_or(~0ull));
+  if (m.offset >= real_end) return {};
+  return {start, std::min(m.len, real_end - m.offset)};
+}
+
+bool GpuRam::Impl::register_range(uint64_t start, uint64_t len) const {
+  if (len == 0) return true;
+  uffdio_register reg{};
+  reg.range.start = start;
+  reg.range.len = len;
+  reg.mode = UFFDIO_REGISTER_MODE_MISSING | (minor_faults ? UFFDIO_REGISTER_MODE_MINOR : 0);
+  return ioctl(uffd, UFFDIO_REGISTER, &reg) == 0;
+}
+
+void GpuRam::Impl::serve_real_ram_by_kernel() {
+  if (!links_trained || !links_trained()) return;
+  for (auto& [start, m] : mappings) {
+    const Range part = real_part(start, m);
+    if (part.len == 0 || m.kernel) continue;
+    // The VMA splits at the end of the real RAM; the kernel wakes any thread still waiting on a fault in the
+    // range, and its retry is the kernel's own shmem fault. A failure leaves the range with the service.
+    uffdio_range range{part.start, part.len};
+    m.kernel = ioctl(uffd, UFFDIO_UNREGISTER, &range) == 0;
+  }
+  kernel_serves = true;
+}
+
+void GpuRam::Impl::rearm(bool keep_mapped) {
+  for (auto& [start, m] : mappings) {
+    if (!m.kernel) continue;
+    m.kernel = false;
+    const Range part = real_part(start, m);
+    // Still unregistered here, so filling pages in is the kernel's work and cannot wait on the service.
+    if (keep_mapped) complete_mapped_pages(part, m.offset);
+    // A failure means the client unmapped the range without unmap() (nothing to guard; nothing may be mapped over
+    // an address it may reuse) or the process is out of VMAs (the range then stays unchecked: nothing safer).
+    (void)register_range(part.start, part.len);
+  }
+  kernel_serves = false;
+}
+
+// The kernel maps what the client touched one machine page at a time; the service maps the whole 64 KiB page at
+// the first touch. So that a link drop leaves the client exactly the pages the service would have left it, every
+// model page with a page-table entry in `part` gets its missing machine pages filled in (a machine page the memfd
+// already holds but the client never mapped stays unmapped: the service would not have mapped it either).
+void GpuRam::Impl::complete_mapped_pages(const Range& part, uint64_t offset) const {
+  const uint64_t page = machine_page_size();
+  if (page >= kModelPage) return;  // one machine page per model page: nothing is ever partly mapped
+  const uint64_t per_model = kModelPage / page;
+  std::vector<uint64_t> entries(per_model);
+  std::vector<unsigned char> resident(per_model);
+  uint64_t last_done = ~0ull;
+  (void)memfd.for_each_data_extent(offset, offset + part.len, [&](uint64_t from, uint64_t to) {
+    for (uint64_t model = align_down(from, kModelPage); model < to; model += kModelPage) {
+      if (model == last_done) continue;
+      last_done = model;
+      // The model page in client addresses, clipped to the part.
+      const uint64_t lo = part.start + (std::max(model, offset) - offset);
+      const uint64_t hi = part.start + (std::min(model + kModelPage, offset + part.len) - offset);
+      const uint64_t n = (hi - lo) / page;
+      bool any_mapped = pagemap_fd < 0;  // without pagemap: data in the memfd stands for "mapped"
+      if (pagemap_fd >= 0) {
+        const ssize_t want = static_cast<ssize_t>(n * sizeof(uint64_t));
+        if (pread(pagemap_fd, entries.data(), want, static_cast<off_t>(lo / page * sizeof(uint64_t))) != want)
+          continue;
+        for (uint64_t i = 0; i < n; ++i) any_mapped |= (entries[i] >> 63) & 1;  // bit 63: present
+      }
+      if (!any_mapped || mincore(reinterpret_cast<void*>(lo), hi - lo, resident.data()) != 0) continue;
+      for (uint64_t i = 0; i < n; ++i) {
+        const bool mapped = pagemap_fd >= 0 && ((entries[i] >> 63) & 1);
+        if (!mapped && !(resident[i] & 1))
+          (void)madvise(reinterpret_cast<void*>(lo + i * page), page, MADV_POPULATE_WRITE);
+      }
+    }
+  });
+}
+
 void GpuRam::Impl::handle_fault(const uffd_msg& msg) {
+  faults.fetch_add(1, std::memory_order_relaxed);
   const uint64_t address = msg.arg.pagefault.address;
   uint64_t map_start = 0;
   Mapping mapping{};
@@ -229,6 +322,9 @@ void GpuRam::Impl::handle_fault(const uffd_msg& msg) {
     if (address >= it->first + it->second.len) return;
     map_start = it->first;
     mapping = it->second;
+    // Read before the real RAM left the service: unregistering woke the toucher, the kernel served its retry.
+    const Range part = real_part(map_start, mapping);
+    if (mapping.kernel && address - part.start < part.len) return;
   }
   const uint64_t offset = mapping.offset + (address - map_start);
   // The whole 64 KiB model page, clipped to the mapping.
@@ -236,7 +332,8 @@ void GpuRam::Impl::handle_fault(const uffd_msg& msg) {
   const uint64_t lo = std::max(map_start, address - (offset - page_offset));
   const uint64_t hi = std::min(map_start + mapping.len, address - (offset - page_offset) + kModelPage);
 
-  if (const auto cause = violation(offset)) {
+  const auto cause = violation(offset);
+  if (cause) {
     record(offset, *cause);
     if (policy.load() == HmiPolicy::kFatal) {
       // A machine check on the touching thread. The wake lets it return to user mode, where the signal lands
@@ -248,6 +345,17 @@ void GpuRam::Impl::handle_fault(const uffd_msg& msg) {
       ioctl(uffd, UFFDIO_WAKE, &wake);
       return;
     }
+  } else {
+    // Allowed, so every link is trained, yet the real RAM is still with the service (no links_changed() since
+    // training, or a discard()): hand it to the kernel now. The toucher's retry is then the kernel's own fault,
+    // as is every later touch.
+    std::lock_guard lock(mutex);
+    serve_real_ram_by_kernel();
+    if (auto it = mappings.find(map_start); it != mappings.end() && it->second.kernel) {
+      uffdio_range wake{lo, hi - lo};  // unregistering woke it already, unless it failed
+      (void)ioctl(uffd, UFFDIO_WAKE, &wake);
+      return;
+    }
   }
   if (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_MINOR) {
     // The page is in the memfd already: map it back (only this machine page; its neighbours may be missing).
@@ -255,10 +363,9 @@ void GpuRam::Impl::handle_fault(const uffd_msg& msg) {
     cont.range.start = align_down(address, machine_page_size());
     cont.range.len = machine_page_size();
     (void)ioctl(uffd, UFFDIO_CONTINUE, &cont);
-    mark_populated(offset);
     return;
   }
-  populate(lo, hi - lo, offset);
+  populate(lo, hi - lo);
 }
 
 GpuRam::GpuRam(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -319,7 +426,6 @@ Result<void> GpuRam::write(uint64_t offset, std::span<const std::byte> in) {
       }
     }
     NV2PT_TRY(impl_->memfd.write(pos, part.data(), part.size()));
-    impl_->mark_populated(pos);
     pos += chunk;
   }
   return {};
@@ -356,11 +462,7 @@ Result<void*> GpuRam::map(void* addr, uint64_t offset, uint64_t len, int prot) {
     if (addr == nullptr) munmap(at, len);
     return fail(kENOMEM);
   }
-  uffdio_register reg{};
-  reg.range.start = reinterpret_cast<uint64_t>(m);
-  reg.range.len = len;
-  reg.mode = UFFDIO_REGISTER_MODE_MISSING | (impl_->minor_faults ? UFFDIO_REGISTER_MODE_MINOR : 0);
-  if (ioctl(impl_->uffd, UFFDIO_REGISTER, &reg) != 0) {
+  if (!impl_->register_range(reinterpret_cast<uint64_t>(m), len)) {
     // Never leave an unguarded view of GPU RAM behind: give the caller's range back as inaccessible.
     if (addr == nullptr)
       munmap(m, len);
@@ -370,6 +472,7 @@ Result<void*> GpuRam::map(void* addr, uint64_t offset, uint64_t len, int prot) {
   }
   std::lock_guard lock(impl_->mutex);
   impl_->mappings[reinterpret_cast<uintptr_t>(m)] = Impl::Mapping{len, offset};
+  impl_->serve_real_ram_by_kernel();  // trained already: only the part beyond the real RAM stays with the service
   return m;
 }
 
@@ -383,24 +486,50 @@ void GpuRam::unmap(void* addr, uint64_t len) {
 }
 
 uint64_t GpuRam::populated_pages() const {
+  // The memfd is the record, whoever filled it (the service, the kernel's fault path, write()).
+  uint64_t pages = 0;
+  uint64_t last = ~0ull;  // model page counted last: extents are in order, one may end inside it
+  (void)impl_->memfd.for_each_data_extent(0, impl_->config.window_size, [&](uint64_t from, uint64_t to) {
+    const uint64_t first = from / kModelPage;
+    const uint64_t end = (to - 1) / kModelPage;
+    pages += end - first + 1 - (first == last ? 1 : 0);
+    last = end;
+  });
+  return pages;
+}
+
+uint64_t GpuRam::serviced_faults() const { return impl_->faults.load(std::memory_order_relaxed); }
+
+bool GpuRam::served_by_kernel() const {
   std::lock_guard lock(impl_->mutex);
-  return impl_->populated.size();
+  return impl_->kernel_serves;
+}
+
+void GpuRam::links_changed() {
+  std::lock_guard lock(impl_->mutex);
+  if (impl_->links_trained && impl_->links_trained())
+    impl_->serve_real_ram_by_kernel();
+  else
+    impl_->rearm(/*keep_mapped=*/true);
 }
 
 void GpuRam::zap() {
-  // Drop the client's page-table entries but keep the contents: the next touch of any page faults into the
-  // service again (a minor fault for a page the memfd holds), where the rule is checked anew.
+  // Registered whole first, then the client's page-table entries dropped with the contents kept: the next touch
+  // of any page faults into the service again (a minor fault for a page the memfd holds), where the rule is
+  // checked anew.
   std::lock_guard lock(impl_->mutex);
+  impl_->rearm(/*keep_mapped=*/false);
   for (const auto& [start, m] : impl_->mappings) (void)madvise(reinterpret_cast<void*>(start), m.len, MADV_DONTNEED);
 }
 
 bool GpuRam::checks_present_pages() const { return impl_->minor_faults; }
 
 void GpuRam::discard() {
-  // Punching the hole also zaps every mapping of it, so the next touch faults into the service again.
-  (void)impl_->memfd.discard();
+  // Registered whole first; punching the hole then zaps every mapping of it, so the next touch faults into the
+  // service again.
   std::lock_guard lock(impl_->mutex);
-  impl_->populated.clear();
+  impl_->rearm(/*keep_mapped=*/false);
+  (void)impl_->memfd.discard();
 }
 
 }  // namespace nv2pt::platform

@@ -8,6 +8,8 @@
 
 #include <atomic>
 #include <cstring>
+#include <thread>
+#include <vector>
 
 namespace nv2pt::platform {
 namespace {
@@ -104,6 +106,7 @@ TEST_F(GpuRamTest, TouchBeyondRealRamIsAnHmi) {
 // SIGBUS handler, then dies of the signal.
 int g_report_fd = -1;
 HmiLog* g_child_log = nullptr;
+std::atomic<bool> g_child_trained{false};  // the child's links; a touch body may change them
 
 void report_and_die(int) {
   const uint64_t n = g_child_log ? g_child_log->size() : 0;
@@ -123,14 +126,14 @@ void expect_sigbus_in_child(uint64_t expected_hmis, bool untrained, Touch touch)
     g_report_fd = fds[1];
     static HmiLog log;
     g_child_log = &log;
-    std::atomic<bool> trained{!untrained};
+    g_child_trained = !untrained;
     GpuRam::Config c;
     c.gpu = PciAddress::parse("0004:04:00.0").value();
     c.window_base = kWindowBase;
     c.window_size = kWindow;
     c.real_size = kReal;
     c.policy = HmiPolicy::kFatal;
-    auto ram = GpuRam::create(c, log, [&] { return trained.load(); });
+    auto ram = GpuRam::create(c, log, [] { return g_child_trained.load(); });
     if (!ram) _exit(3);
     signal(SIGBUS, report_and_die);
     touch(**ram);
@@ -224,6 +227,180 @@ TEST_F(GpuRamTest, MapChecksTheRangeAndHonoursAFixedAddress) {
   ram->unmap(*m, 4 * k64K);
   munmap(*m, 4 * k64K);
   EXPECT_EQ(log.size(), 0u);
+}
+
+// Once every link is trained the real RAM is served by the kernel's own fault path: touching it never reaches the
+// userfaultfd service thread.
+TEST_F(GpuRamTest, TrainedRealRamIsServedByTheKernelNotTheServiceThread) {
+  trained = false;
+  auto ram = make(HmiPolicy::kFatal);
+  volatile uint8_t* p = map_all(*ram);
+  EXPECT_FALSE(ram->served_by_kernel());
+  trained = true;
+  ram->links_changed();
+  EXPECT_TRUE(ram->served_by_kernel());
+  const uint64_t small = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  for (uint64_t off = 0; off < kReal; off += small) p[off] = static_cast<uint8_t>(off / small + 1);
+  EXPECT_EQ(ram->serviced_faults(), 0u);
+  EXPECT_EQ(ram->populated_pages(), kReal / k64K);
+  EXPECT_EQ(log.size(), 0u);
+  // The same memory as the pread path sees.
+  std::byte b{};
+  ASSERT_TRUE(ram->read(3 * small, std::span(&b, 1)));
+  EXPECT_EQ(b, std::byte{4});
+  // A mapping made after training is served the same way.
+  auto second = ram->map(nullptr, 0, kWindow, PROT_READ | PROT_WRITE);
+  ASSERT_TRUE(second.has_value());
+  mapped.push_back(*second);
+  EXPECT_EQ(static_cast<volatile uint8_t*>(*second)[3 * small], 4);
+  static_cast<volatile uint8_t*>(*second)[kReal - 1] = 1;
+  EXPECT_EQ(ram->serviced_faults(), 0u);
+}
+
+// A touch before training is still detected at the very page touched, and training afterwards hands the real RAM
+// to the kernel.
+TEST_F(GpuRamTest, PrematureTouchIsAnHmiAtTheTouchedAddressThenTrainingHandsTheRamToTheKernel) {
+  trained = false;
+  auto ram = make(HmiPolicy::kLog);
+  volatile uint8_t* p = map_all(*ram);
+  p[7 * k64K + 0x1234] = 1;
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log.entries()[0].cause, HmiCause::kUntrainedLink);
+  EXPECT_EQ(log.entries()[0].hpa, kWindowBase + 7 * k64K + 0x1234);
+  EXPECT_EQ(ram->serviced_faults(), 1u);
+  trained = true;
+  ram->links_changed();
+  for (uint64_t page = 8; page < 16; ++page) p[page * k64K] = 2;
+  EXPECT_EQ(ram->serviced_faults(), 1u);
+  EXPECT_EQ(log.size(), 1u);
+}
+
+// Training does not open the window beyond the real RAM: that part stays with the service.
+TEST_F(GpuRamTest, BeyondRealRamIsStillAnHmiAfterTraining) {
+  trained = false;
+  auto ram = make(HmiPolicy::kLog);
+  volatile uint8_t* p = map_all(*ram);
+  trained = true;
+  ram->links_changed();
+  p[kReal - 1] = 1;  // the last real byte: the kernel's
+  EXPECT_EQ(ram->serviced_faults(), 0u);
+  p[kReal + 3 * k64K + 8] = 1;
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log.entries()[0].cause, HmiCause::kBeyondRealRam);
+  EXPECT_EQ(log.entries()[0].hpa, kWindowBase + kReal + 3 * k64K + 8);
+  EXPECT_EQ(ram->serviced_faults(), 1u);
+}
+
+TEST(GpuRamFatal, TouchBeyondRealRamAfterTrainingRaisesSigbus) {
+  expect_sigbus_in_child(1, /*untrained=*/false, [](GpuRam& ram) {
+    ram.links_changed();
+    auto m = ram.map(nullptr, 0, kWindow, PROT_READ | PROT_WRITE);
+    if (!m) _exit(4);
+    volatile uint8_t* p = static_cast<volatile uint8_t*>(*m);
+    p[0] = 1;  // real RAM: fine
+    (void)p[kReal];
+  });
+}
+
+TEST(GpuRamFatal, TouchAfterAResetOfAPageTheKernelServedRaisesSigbus) {
+  expect_sigbus_in_child(1, /*untrained=*/false, [](GpuRam& ram) {
+    auto m = ram.map(nullptr, 0, kWindow, PROT_READ | PROT_WRITE);
+    if (!m) _exit(4);
+    ram.links_changed();
+    volatile uint8_t* p = static_cast<volatile uint8_t*>(*m);
+    p[2 * k64K] = 1;  // the kernel's
+    g_child_trained = false;
+    ram.zap();
+    (void)p[2 * k64K + 0x3000];  // a hole of that page: a missing fault whatever the kernel offers
+  });
+}
+
+// A GPU reset (zap with the links down) re-arms every page the kernel had served: each one is checked again.
+TEST_F(GpuRamTest, ResetRearmsEveryPageTheKernelServed) {
+  auto ram = make(HmiPolicy::kLog);
+  if (!ram->checks_present_pages()) GTEST_SKIP() << "no minor-fault userfaultfd on shmem (Linux < 5.14)";
+  volatile uint8_t* p = map_all(*ram);
+  ram->links_changed();
+  for (uint64_t page = 0; page < kReal / k64K; ++page) p[page * k64K + 0x10] = 5;
+  EXPECT_EQ(ram->serviced_faults(), 0u);
+  trained = false;
+  ram->links_changed();
+  ram->zap();
+  EXPECT_FALSE(ram->served_by_kernel());
+  for (uint64_t page = 0; page < kReal / k64K; ++page) EXPECT_EQ(p[page * k64K + 0x10], 5);  // contents kept
+  ASSERT_EQ(log.size(), kReal / k64K);
+  for (uint64_t page = 0; page < kReal / k64K; ++page) {
+    EXPECT_EQ(log.entries()[page].cause, HmiCause::kUntrainedLink);
+    EXPECT_EQ(log.entries()[page].hpa, kWindowBase + page * k64K + 0x10);
+  }
+  EXPECT_EQ(ram->serviced_faults(), kReal / k64K);
+}
+
+// A link that drops without a GPU reset unmaps nothing: the pages the client mapped stay usable (each 64 KiB page
+// whole, as the service maps it), every other touch is checked again.
+TEST_F(GpuRamTest, LinkDropKeepsMappedPagesWholeAndChecksTheRest) {
+  auto ram = make(HmiPolicy::kLog);
+  volatile uint8_t* p = map_all(*ram);
+  ram->links_changed();
+  p[3 * k64K] = 1;  // one machine page of model page 3, faulted in by the kernel
+  trained = false;
+  ram->links_changed();
+  EXPECT_FALSE(ram->served_by_kernel());
+  p[3 * k64K + k64K - 1] = 2;  // the rest of page 3: mapped, as the service would have left it
+  EXPECT_EQ(log.size(), 0u);
+  EXPECT_EQ(ram->serviced_faults(), 0u);
+  p[9 * k64K + 4] = 3;  // a page never touched
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log.entries()[0].cause, HmiCause::kUntrainedLink);
+  EXPECT_EQ(log.entries()[0].hpa, kWindowBase + 9 * k64K + 4);
+  EXPECT_EQ(ram->serviced_faults(), 1u);
+}
+
+// discard() leaves every page checked; the first touch the rule allows hands the real RAM back to the kernel.
+TEST_F(GpuRamTest, AfterDiscardOneServicedTouchHandsTheRealRamBackToTheKernel) {
+  auto ram = make(HmiPolicy::kFatal);
+  volatile uint8_t* p = map_all(*ram);
+  ram->links_changed();
+  p[0] = 1;
+  ram->discard();
+  EXPECT_FALSE(ram->served_by_kernel());
+  EXPECT_EQ(p[0], 0);
+  EXPECT_EQ(ram->serviced_faults(), 1u);
+  EXPECT_TRUE(ram->served_by_kernel());
+  for (uint64_t page = 1; page < kReal / k64K; ++page) p[page * k64K] = 1;
+  EXPECT_EQ(ram->serviced_faults(), 1u);
+  EXPECT_EQ(log.size(), 0u);
+}
+
+// Threads keep touching the real RAM while the links go up and down: no touch is lost or stuck, whichever path
+// serves it.
+TEST_F(GpuRamTest, TouchesDuringLinkChangesAreNeitherLostNorStuck) {
+  auto ram = make(HmiPolicy::kLog);
+  volatile uint8_t* p = map_all(*ram);
+  constexpr int kThreads = 3;
+  const uint64_t small = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const uint64_t slots = kReal / small;
+  std::atomic<bool> go{false};
+  std::vector<std::thread> touchers;
+  for (int t = 0; t < kThreads; ++t) {
+    touchers.emplace_back([&, t] {
+      while (!go.load()) {
+      }
+      for (uint64_t i = static_cast<uint64_t>(t); i < slots; i += kThreads)
+        p[i * small + 1] = static_cast<uint8_t>(t + 1);
+    });
+  }
+  go = true;
+  for (int flip = 0; flip < 40; ++flip) {
+    trained = flip % 2 == 0;
+    ram->links_changed();
+  }
+  for (auto& th : touchers) th.join();
+  for (uint64_t i = 0; i < slots; ++i) {
+    std::byte b{};
+    ASSERT_TRUE(ram->read(i * small + 1, std::span(&b, 1)));
+    ASSERT_EQ(b, std::byte(static_cast<uint8_t>(i % kThreads + 1))) << "slot " << i;
+  }
 }
 
 TEST(HmiLog, NamesAndRecords) {

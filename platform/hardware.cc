@@ -120,6 +120,9 @@ Result<std::unique_ptr<Hardware>> Hardware::create(const Machine& machine, Hardw
       for (Npu2Bridge* b : links) b->gpu_reset();
       ram->zap();
     });
+    // Every change of a link's training state: once all are trained the kernel's fault path serves the real RAM,
+    // when one drops the service checks touches again.
+    for (Npu2Bridge* b : links) b->set_link_listener([ram] { ram->links_changed(); });
   }
 
   for (const Phb& phb : machine.phbs()) {

@@ -112,6 +112,37 @@ TEST_F(DefaultHardware, TrainingEveryLinkOfAGpuOpensItsRamAndAGpuResetClosesIt) 
   munmap(*m, 1 << 20);
 }
 
+// The bridges tell the GPU's RAM when its links change: trained through the procedure interface, the real RAM is
+// the kernel's to fault in; a retraining procedure on one link (no GPU reset) sends new touches back to the rule.
+TEST_F(DefaultHardware, LinkTrainingHandsGpuRamToTheKernelAndALinkDropTakesItBack) {
+  const PciAddress gpu = addr("0004:04:00.0");
+  const Gpu* g = machine.find_gpu(gpu);
+  ASSERT_NE(g, nullptr);
+  GpuRam* ram = hw->gpu_ram(gpu);
+  auto m = ram->map(nullptr, 0, 1 << 20, PROT_READ | PROT_WRITE);
+  ASSERT_TRUE(m.has_value());
+  auto* p = static_cast<volatile uint8_t*>(*m);
+  PciDeviceModel& b0 = *hw->device(machine.bridges()[g->bridges[0]].address);
+  PciDeviceModel& b1 = *hw->device(machine.bridges()[g->bridges[1]].address);
+  train_bridge(b0);
+  EXPECT_FALSE(ram->served_by_kernel());
+  train_bridge(b1);
+  EXPECT_TRUE(ram->served_by_kernel());
+  p[0x10000] = 1;
+  EXPECT_EQ(ram->serviced_faults(), 0u);
+
+  b1.config_write(Npu2Bridge::kProcControl, 4, Npu2Bridge::kPhyReset);  // retraining: the link is down
+  EXPECT_FALSE(ram->served_by_kernel());
+  EXPECT_EQ(p[0x10000], 1);  // mapped before the drop: stays mapped
+  p[0x20000] = 2;
+  ASSERT_EQ(hw->hmi_log().size(), 1u);
+  EXPECT_EQ(hw->hmi_log().entries()[0].hpa, 0x0400'0002'0000u);
+  EXPECT_EQ(hw->hmi_log().entries()[0].cause, HmiCause::kUntrainedLink);
+  EXPECT_EQ(ram->serviced_faults(), 1u);
+  ram->unmap(*m, 1 << 20);
+  munmap(*m, 1 << 20);
+}
+
 TEST_F(DefaultHardware, AtsdLaunchCompletesAtOnce) {
   const uint64_t hpa = machine.phbs()[0].kind == PhbKind::kNpu ? machine.phbs()[0].atsd.at(0) : 0;
   uint64_t atsd = hpa;

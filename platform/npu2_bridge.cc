@@ -125,7 +125,35 @@ void Npu2Bridge::set_flags(uint8_t flags) {
   config_.set(kLinkFlags, 1, flags);
 }
 
+// Notes the link state when an access begins and tells the listener, after the access released the bridge's lock
+// (it is declared before the lock), if the state is not the same any more.
+class Npu2Bridge::LinkWatch {
+ public:
+  explicit LinkWatch(Npu2Bridge& bridge) : bridge_(bridge), before_(bridge.link_state()) {}
+  ~LinkWatch() {
+    if (bridge_.link_state() == before_) return;
+    std::function<void()> listener;
+    {
+      std::lock_guard lock(bridge_.listener_mutex_);
+      listener = bridge_.on_link_change_;
+    }
+    if (listener) listener();
+  }
+  LinkWatch(const LinkWatch&) = delete;
+  LinkWatch& operator=(const LinkWatch&) = delete;
+
+ private:
+  Npu2Bridge& bridge_;
+  const LinkState before_;
+};
+
+void Npu2Bridge::set_link_listener(std::function<void()> listener) {
+  std::lock_guard lock(listener_mutex_);
+  on_link_change_ = std::move(listener);
+}
+
 uint32_t Npu2Bridge::config_read(uint32_t offset, unsigned size) {
+  LinkWatch watch(*this);  // a status read runs the procedure's steps: RX_TRAINING completes here
   std::lock_guard lock(mutex_);
   if (offset >= kConfigSize) return 0xffffffffu;
   if (offset >= kBar0 && offset < kBar0 + 16) return bar_register_read(offset, size);
@@ -137,6 +165,7 @@ uint32_t Npu2Bridge::config_read(uint32_t offset, unsigned size) {
 }
 
 void Npu2Bridge::config_write(uint32_t offset, unsigned size, uint32_t value) {
+  LinkWatch watch(*this);  // a procedure start or an FLR takes the link down
   std::lock_guard lock(mutex_);
   if (offset >= kConfigSize) return;
   if (offset >= kBar0 && offset < kBar0 + 16) {
@@ -262,11 +291,13 @@ void Npu2Bridge::procedure_reset() {
 }
 
 void Npu2Bridge::reset(ResetKind /*kind*/) {
+  LinkWatch watch(*this);
   std::lock_guard lock(mutex_);
   procedure_reset();
 }
 
 void Npu2Bridge::gpu_reset() {
+  LinkWatch watch(*this);
   std::lock_guard lock(mutex_);
   procedure_reset();
 }

@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 
@@ -104,6 +105,9 @@ class Npu2Bridge : public PciDeviceModel {
   void set_pci_linked(bool linked);
 
   LinkState link_state() const { return link_state_.load(std::memory_order_acquire); }
+  // Called after any access that changed link_state(), once the bridge's lock is released (the owner of the GPU's
+  // RAM re-checks its training rule there).
+  void set_link_listener(std::function<void()> listener);
   // Initial value of BAR0/BAR2 (host physical addresses, from skiboot's Nimbus phys-map).
   uint64_t ntl_base() const { return ntl_base_; }
   uint64_t genid_base() const { return genid_base_; }
@@ -118,6 +122,7 @@ class Npu2Bridge : public PciDeviceModel {
   uint32_t bar_register_read(uint32_t offset, unsigned size);
   void bar_register_write(uint32_t offset, unsigned size, uint32_t value);
   void set_flags(uint8_t flags);
+  class LinkWatch;
 
   struct BarState {
     uint64_t base = 0;
@@ -141,6 +146,8 @@ class Npu2Bridge : public PciDeviceModel {
   bool rx_dccal_done_ = false;     // guarded by mutex_; since the last reset
   bool tx_zcal_done_ = false;      // guarded by mutex_; once per PHY, survives resets (skiboot tx_zcal_complete)
   std::atomic<LinkState> link_state_{LinkState::kUntrained};
+  std::mutex listener_mutex_;
+  std::function<void()> on_link_change_;  // guarded by listener_mutex_
   SparseMemfd ntl_memfd_;
   SparseMemfd genid_memfd_;
 };

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <utility>
@@ -80,6 +81,25 @@ Result<void> SparseMemfd::discard() const {
   if (size_ == 0) return {};
   if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(size_)) != 0)
     return fail(kEIO);
+  return {};
+}
+
+Result<void> SparseMemfd::for_each_data_extent(uint64_t from, uint64_t to,
+                                              const std::function<void(uint64_t, uint64_t)>& extent) const {
+  to = std::min(to, size_);
+  while (from < to) {
+    const off_t data = lseek(fd_, static_cast<off_t>(from), SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) return {};  // no data at or after `from`
+      return fail(kEIO);
+    }
+    if (static_cast<uint64_t>(data) >= to) return {};
+    const off_t hole = lseek(fd_, data, SEEK_HOLE);  // the end of the file counts as a hole
+    if (hole < 0) return fail(kEIO);
+    const uint64_t end = std::min(static_cast<uint64_t>(hole), to);
+    extent(static_cast<uint64_t>(data), end);
+    from = end;
+  }
   return {};
 }
 

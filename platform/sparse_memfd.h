@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "base/errno.h"
@@ -30,6 +31,10 @@ class SparseMemfd {
   Result<void> write(uint64_t offset, const void* in, uint64_t len) const;
   // Frees every page (the contents read as zeros again; mappings fault again).
   Result<void> discard() const;
+  // Calls `extent(start, end)` for each run of [from, to) that holds pages (SEEK_DATA/SEEK_HOLE: written,
+  // faulted in or swapped out), in order. EIO if the kernel cannot tell.
+  Result<void> for_each_data_extent(uint64_t from, uint64_t to,
+                                    const std::function<void(uint64_t, uint64_t)>& extent) const;
 
  private:
   SparseMemfd(int fd, uint64_t size) : fd_(fd), size_(size) {}
