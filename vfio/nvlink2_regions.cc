@@ -53,13 +53,15 @@ class GpuRamRegion final : public ExtraRegion {
   }
 
   Result<void*> mmap(mm::AddressSpace& caller, void* addr, size_t length, int prot, uint64_t pgoff) override {
-    // Once per device-open lifetime, even after a munmap or a failed mmap (Q9, kept: QEMU maps it once).
+    // Once per device-open lifetime, even after a munmap (Q9, kept: QEMU maps it once).
     if (mapped_once_) return fail(kEPERM);
-    mapped_once_ = true;
     if (length > size_) return fail(kEINVAL);
     // The kernel registers dev_hpa = window base whatever the offset, but faults at base + offset (Q10): refused.
     if (pgoff != 0) return fail(kEINVAL);
     void* mapping = NV2PT_TRY(ram_.map(addr, 0, length, prot));
+    // vfio_pci_nvgpu_mmap records useraddr only past its checks, so a refused mmap can be retried; from here on
+    // the one mmap is used up, even if the registration below fails.
+    mapped_once_ = true;
     const uint64_t ua = reinterpret_cast<uint64_t>(mapping);
     // Pre-register the mapping as device memory: no pin, no locked-memory charge (the seed's patch 3).
     auto region = caller.registry().add_device(ua, length >> kHostPageShift, gpu_hpa_);

@@ -290,11 +290,29 @@ TEST_F(DeviceTest, Scenario15_PrivateOrOversizedMmapIsEINVAL) {
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   EXPECT_EQ(gpu->mmap(as_, nullptr, 64 * KiB, PROT_READ, MAP_PRIVATE, region_offset(9)).error(), kEINVAL);
-  // The first attempt counts as the one mmap of this open (Q9), so the size check is seen on a fresh open.
-  close_device(gpu);
-  gpu = must_open("0004:04:00.0");
+  // Neither refusal uses up the one mmap of this open (Q9): the same open still maps.
   EXPECT_EQ(gpu->mmap(as_, nullptr, kGpuWindow + 64 * KiB, PROT_READ, MAP_SHARED, region_offset(9)).error(),
             kEINVAL);
+  auto p = gpu->mmap(as_, nullptr, 1 * GiB, PROT_READ, MAP_SHARED, region_offset(9));
+  ASSERT_TRUE(p);
+  munmap(*p, 1 * GiB);
+  gpu->munmap(*p, 1 * GiB);
+}
+
+// vfio_pci_nvgpu_mmap records the user address only after its length and offset checks: a mmap refused by them
+// leaves the one mmap of this open for a corrected retry (only a failed registration uses it up, Scenario19).
+TEST_F(DeviceTest, RefusedGpuRamMmapLeavesTheOneMmapForARetry) {
+  attach();
+  PciDevice* gpu = must_open("0004:04:00.0");
+  EXPECT_EQ(gpu->mmap(as_, nullptr, kGpuWindow + 64 * KiB, PROT_READ, MAP_SHARED, region_offset(9)).error(),
+            kEINVAL);
+  EXPECT_EQ(gpu->mmap(as_, nullptr, 64 * KiB, PROT_READ, MAP_SHARED, region_offset(9) + 64 * KiB).error(), kEINVAL);
+  auto p = gpu->mmap(as_, nullptr, 1 * GiB, PROT_READ | PROT_WRITE, MAP_SHARED, region_offset(9));
+  ASSERT_TRUE(p);
+  EXPECT_NE(as_.registry().lookup(reinterpret_cast<uint64_t>(*p), 64 * KiB), nullptr);
+  munmap(*p, 1 * GiB);
+  gpu->munmap(*p, 1 * GiB);
+  EXPECT_EQ(gpu->mmap(as_, nullptr, 1 * GiB, PROT_READ, MAP_SHARED, region_offset(9)).error(), kEPERM);
 }
 
 TEST_F(DeviceTest, Scenario16_SecondMmapIsEPERMUntilReopen) {
