@@ -487,6 +487,33 @@ TEST_F(DeviceTest, BarAccessWithMemoryDecodeOffNeverReachesTheDevice) {  // CVE-
   EXPECT_TRUE(gpu->read(std::as_writable_bytes(std::span(&value, 1)), region_offset(0)));
 }
 
+// vfio_pci_read/vfio_pci_write return 0 for a zero count before any region check: config space past its end, a
+// BAR past its end, a ROM write, the VGA region and an index past the extra regions all answer 0.
+TEST_F(DeviceTest, ZeroLengthAccessIsZeroBeforeAnyRegionCheck) {
+  attach();
+  PciDevice* gpu = must_open("0004:04:00.0");
+  const std::span<std::byte> none;
+  const std::span<const std::byte> nothing;
+  for (uint64_t offset : {region_offset(VFIO_PCI_CONFIG_REGION_INDEX) + 0x10000,  // past config space
+                          region_offset(0),
+                          region_offset(0) + (uint64_t{1} << 39),                 // past the BAR
+                          region_offset(VFIO_PCI_ROM_REGION_INDEX),
+                          region_offset(VFIO_PCI_VGA_REGION_INDEX),
+                          region_offset(VFIO_PCI_NUM_REGIONS + 5)}) {
+    auto r = gpu->read(none, offset);
+    ASSERT_TRUE(r) << std::hex << offset << ": " << errno_name(r.error());
+    EXPECT_EQ(*r, 0u);
+    auto w = gpu->write(nothing, offset);
+    ASSERT_TRUE(w) << std::hex << offset << ": " << errno_name(w.error());
+    EXPECT_EQ(*w, 0u);
+  }
+  // A one-byte access to the same places is refused: the zero count is what makes them 0.
+  std::byte one{};
+  EXPECT_EQ(gpu->read(std::span(&one, 1), region_offset(VFIO_PCI_VGA_REGION_INDEX)).error(), kEINVAL);
+  EXPECT_EQ(gpu->write(std::span<const std::byte>(&one, 1), region_offset(VFIO_PCI_ROM_REGION_INDEX)).error(),
+            kEINVAL);
+}
+
 TEST_F(DeviceTest, HotResetInfoAndReset) {
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
