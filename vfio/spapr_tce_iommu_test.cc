@@ -8,6 +8,8 @@
 #include <cstring>
 #include <thread>
 
+#include "base/fault_injection.h"
+#include "vfio/host.h"
 #include "vfio/test_host.h"
 
 namespace nv2pt::vfio {
@@ -607,6 +609,31 @@ TEST(SpaprTce, Scenario65_AttachRules) {
   EXPECT_EQ((*v1)->attach_group(phb.group).error(), kEPERM);
   (*v2)->detach_group(nv.group);
   (*v2)->detach_group(nv5.group);
+}
+
+// tce_iommu_attach_group allocates its list node only after the EBUSY and EPERM checks of the groups already
+// attached: a failing allocation never hides them. The v1/v2 checks come after it, so there ENOMEM wins.
+TEST(SpaprTce, AttachRefusalsComeBeforeItsAllocation) {
+  NvlinkGroup nv(4);
+  PhbGroup phb(7);
+  LegacyGroup legacy(3);
+  auto v2 = SpaprTceIommu::open(VFIO_SPAPR_TCE_v2_IOMMU);
+  ASSERT_TRUE(v2);
+  ASSERT_TRUE((*v2)->attach_group(nv.group));
+  const auto attach_failing_first_allocation = [](SpaprTceIommu& iommu, Group& group) {
+    ScopedFailNth arm(1);
+    return iommu.attach_group(group);
+  };
+  EXPECT_EQ(attach_failing_first_allocation(**v2, nv.group).error(), kEBUSY);      // attached already
+  EXPECT_EQ(attach_failing_first_allocation(**v2, legacy.group).error(), kEBUSY);  // no ownership ops
+  EXPECT_EQ(attach_failing_first_allocation(**v2, phb.group).error(), kEPERM);     // other create_table ops
+  auto v1 = SpaprTceIommu::open(VFIO_SPAPR_TCE_IOMMU);
+  ASSERT_TRUE(v1);
+  EXPECT_EQ(attach_failing_first_allocation(**v1, phb.group).error(), kENOMEM);
+  EXPECT_EQ((*v1)->attach_group(phb.group).error(), kEPERM);
+  EXPECT_EQ((*v2)->groups().size(), 1u);
+  EXPECT_TRUE(phb.pe.bypass());  // never taken from the host
+  (*v2)->detach_group(nv.group);
 }
 
 TEST_F(V2, Scenario66_SecondGroupGetsEveryWindow) {
