@@ -13,8 +13,8 @@ PageSizeMask page_size_mask(const std::vector<uint32_t>& shifts) {
 TableGroup::TableGroup(std::string name, Ops ops, Properties properties, std::vector<Pe*> members)
     : name_(std::move(name)), ops_(ops), properties_(properties), members_(std::move(members)) {
   if (ops_ == Ops::kLegacy) {
-    // A legacy group comes with its 32-bit window already built by the host (4 KiB pages, one level).
-    auto geometry = compute_geometry(12, properties_.tce32_size, 1);
+    // A legacy group comes with its 32-bit window already built by the host (one level).
+    auto geometry = compute_geometry(properties_.tce32_page_shift, properties_.tce32_size, 1);
     if (geometry) {
       auto table = TceTable::create(*geometry, properties_.tce32_start,
                                     {.userspace_cache = false, .max_alloc_bytes = ~0ull});

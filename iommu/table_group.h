@@ -38,6 +38,7 @@ class TableGroup {
     PageSizeMask pgsizes = (1ull << 12) | (1ull << 16);
     unsigned max_dynamic_windows = kMaxWindows;
     unsigned max_levels = kMaxLevels;
+    unsigned tce32_page_shift = 12;  // legacy groups: the IOMMU page size of the fixed 32-bit table
   };
 
   TableGroup(std::string name, Ops ops, Properties properties, std::vector<Pe*> members);

@@ -562,6 +562,26 @@ TEST(SpaprTce, Scenario64_V1EnablePinsAndDisable) {
   (*v1)->detach_group(g.group);
 }
 
+// tce_iommu_build pins the page (tce_iommu_use_page) before tce_page_is_contained refuses it with EPERM, and never
+// releases that pin. Here the refused page is unpinned: nothing stays pinned after the failed MAP_DMA.
+TEST(SpaprTce, V1MapRefusedForSmallBackingReleasesThePin) {
+  mm::AddressSpace as(process_options(1));
+  LegacyGroup g(3, /*page_shift=*/21);  // 2 MiB IOMMU pages over 64 KiB host pages
+  auto v1 = SpaprTceIommu::open(VFIO_SPAPR_TCE_IOMMU);
+  ASSERT_TRUE((*v1)->attach_group(g.group));
+  ASSERT_TRUE((*v1)->enable(as));
+  ClientMemory m(4 * MiB, PROT_READ | PROT_WRITE, 2 * MiB);
+  vfio_iommu_type1_dma_map map{sizeof(map), 3, m.ua(), 0, 2 * MiB};
+  EXPECT_EQ((*v1)->map_dma(as, map).error(), kEPERM);
+  EXPECT_EQ(as.pinner().pinned_pages(), 0u);
+  EXPECT_EQ(g.table_group.legacy_table()->get(0), 0u);
+  InvariantReport rep = check_invariants(as, {v1->get()});
+  EXPECT_TRUE(rep.ok()) << rep.to_string();
+  ASSERT_TRUE((*v1)->disable(as));
+  EXPECT_EQ(as.locked_memory().locked_pages(), 0u);
+  (*v1)->detach_group(g.group);
+}
+
 TEST(SpaprTce, Scenario60_LargePagesNeedLargeBacking) {
   auto shifts = std::make_shared<mm::FixedPageShiftSource>();
   mm::AddressSpaceOptions o = process_options(1);
