@@ -34,17 +34,30 @@ Result<std::unique_ptr<TceTable>> TableGroup::create_table(unsigned num, unsigne
 }
 
 Result<void> TableGroup::set_window(unsigned num, TceTable* table) {
+  if (num >= kMaxWindows) return fail(kEINVAL);
   for (size_t i = 0; i < members_.size(); ++i) {
     if (auto r = members_[i]->set_window(num, table); !r) {
       for (size_t j = 0; j < i; ++j) members_[j]->unset_window(num);
       return r;
     }
   }
+  std::lock_guard lock(mutex_);
+  tables_[num] = table;
   return {};
 }
 
 void TableGroup::unset_window(unsigned num) {
+  if (num >= kMaxWindows) return;
   for (Pe* pe : members_) pe->unset_window(num);
+  std::lock_guard lock(mutex_);
+  tables_[num] = nullptr;
+}
+
+TceTable* TableGroup::table(unsigned num) const {
+  if (num >= kMaxWindows) return nullptr;
+  if (ops_ == Ops::kLegacy) return num == 0 ? legacy_table_.get() : nullptr;
+  std::lock_guard lock(mutex_);
+  return tables_[num];
 }
 
 void TableGroup::take_ownership() {
@@ -53,6 +66,7 @@ void TableGroup::take_ownership() {
     pe->set_bypass(false);
     pe->unset_window(0);
   }
+  tables_[0] = nullptr;
   owned_by_user_ = true;
 }
 
@@ -62,6 +76,7 @@ void TableGroup::release_ownership() {
     for (unsigned n = 0; n < kMaxWindows; ++n) pe->unset_window(n);
     pe->set_bypass(true);
   }
+  tables_.fill(nullptr);
   owned_by_user_ = false;
 }
 

@@ -4,6 +4,7 @@
 // members already done when one fails (npu-dma.c, v5.0–v5.12).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -55,8 +56,10 @@ class TableGroup {
                                                  unsigned levels, uint64_t max_alloc_bytes) const;
   // Programs window `num` into every member, in order; on failure unsets the members already programmed.
   Result<void> set_window(unsigned num, TceTable* table);
-  // The table programmed in window `num` (as the first member PE holds it), nullptr if none: what KVM attaches to.
-  TceTable* table(unsigned num) const { return members_.empty() ? nullptr : members_.front()->window(num); }
+  // The table programmed in window `num` through this group, nullptr if none: what KVM attaches to. The group
+  // keeps its own record (table_group->tables[]): a member PE cannot answer for every window, since an NPU PE
+  // holds only the window programmed last.
+  TceTable* table(unsigned num) const;
   void unset_window(unsigned num);
 
   // VFIO takes the group from the host: bypass off, host default window (#0) dropped.
@@ -80,6 +83,8 @@ class TableGroup {
   bool kernel_dma_active_ = false;
   mutable std::mutex mutex_;
   bool owned_by_user_ = false;
+  std::array<TceTable*, kMaxWindows> tables_{};  // guarded by mutex_
+
 };
 
 }  // namespace nv2pt::iommu

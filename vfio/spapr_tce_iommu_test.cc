@@ -716,6 +716,26 @@ TEST_F(V2, Scenario69_NpuPeHoldsTheLastWindow) {
   EXPECT_EQ(g4.npu.window(1), &window(1));
 }
 
+// On the second chip the bridges (0007:00:...) sort before their GPU (0035:...): the compound group's first member
+// is an NPU PE, whose single TVE keeps only the last window. KVM's SET_SPAPR_TCE finds the windows through the
+// group, so the group must still answer for both.
+TEST(SpaprTce, CompoundGroupWithTheNpuFirstAnswersForBothWindows) {
+  mm::AddressSpace as(process_options(1));
+  auto host = Host::create(platform::Machine::load_default());
+  ASSERT_TRUE(host);
+  Group* group = (*host)->open_group(10).value();
+  auto container = (*host)->open_container();
+  ASSERT_TRUE(group->set_container(container));
+  ASSERT_TRUE(container->set_iommu(VFIO_SPAPR_TCE_v2_IOMMU));
+  ASSERT_EQ(group->table_group()->members().front()->kind(), iommu::Pe::Kind::kNpu2);
+  vfio_iommu_spapr_tce_create cr{sizeof(cr), 0, 16, 0, 1ull << 40, 2, 0};
+  ASSERT_TRUE(container->iommu()->create_window(as, cr));  // the pending default window (slot 0), then slot 1
+  const auto windows = container->iommu()->windows();
+  ASSERT_EQ(windows.size(), 2u);
+  for (const SpaprTceIommu::WindowInfo& w : windows) EXPECT_EQ(group->table_group()->table(w.slot), w.table);
+  (*host)->release_group(*group);
+}
+
 TEST_F(V2, SetWindowFailureOnAMemberUndoesTheCreate) {  // Q23: firmware errors become EIO
   ASSERT_TRUE(remove(0));
   g4.npu.fail_next_set_window();
