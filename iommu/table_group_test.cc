@@ -7,12 +7,6 @@ namespace {
 
 constexpr uint64_t GiB = 1ull << 30;
 
-TEST(TableGroup, CompoundPageSizesAreTheIntersection) {
-  const PageSizeMask phb4 = page_size_mask({12, 16, 21, 30});
-  const PageSizeMask npu2 = page_size_mask({12, 16, 24, 28});
-  EXPECT_EQ(phb4 & npu2, (1ull << 12) | (1ull << 16));
-}
-
 TEST(TableGroup, WindowsStartAtTce32StartAnd2To59) {
   Pe gpu("gpu", Pe::Kind::kPhb4);
   TableGroup group("g", TableGroup::Ops::kIoda2, {}, {&gpu});
