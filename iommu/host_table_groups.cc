@@ -18,7 +18,7 @@ PageSizeMask group_page_sizes(const platform::Machine& m, const std::vector<cons
 
 }  // namespace
 
-HostTableGroups build_host_table_groups(const platform::Machine& m, platform::Hardware& /*hardware*/) {
+HostTableGroups build_host_table_groups(const platform::Machine& m, platform::Hardware& hardware) {
   HostTableGroups out;
   for (uint32_t id : m.iommu_groups()) {
     const std::vector<const platform::PciFunction*> functions = m.functions_in_group(id);
@@ -31,7 +31,10 @@ HostTableGroups build_host_table_groups(const platform::Machine& m, platform::Ha
         const std::optional<size_t> gpu = m.bridges()[f->role_index].gpu;
         if (gpu && npu_pe_of_gpu.count(*gpu)) continue;  // the GPU's other links share its NPU PE
         auto pe = std::make_unique<Pe>("npu-pe " + f->address.to_string(), Pe::Kind::kNpu2);
-        if (gpu) npu_pe_of_gpu[*gpu] = pe.get();
+        if (gpu) {
+          npu_pe_of_gpu[*gpu] = pe.get();
+          pe->set_npu_gpu(hardware, m.gpus()[*gpu].address);
+        }
         members.push_back(pe.get());
         out.pes.push_back(std::move(pe));
       } else {

@@ -62,20 +62,14 @@ TceTable* TableGroup::table(unsigned num) const {
 
 void TableGroup::take_ownership() {
   std::lock_guard lock(mutex_);
-  for (Pe* pe : members_) {
-    pe->set_bypass(false);
-    pe->unset_window(0);
-  }
+  for (Pe* pe : members_) pe->take_ownership();
   tables_[0] = nullptr;
   owned_by_user_ = true;
 }
 
 void TableGroup::release_ownership() {
   std::lock_guard lock(mutex_);
-  for (Pe* pe : members_) {
-    for (unsigned n = 0; n < kMaxWindows; ++n) pe->unset_window(n);
-    pe->set_bypass(true);
-  }
+  for (Pe* pe : members_) pe->release_ownership();
   tables_.fill(nullptr);
   owned_by_user_ = false;
 }

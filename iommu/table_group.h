@@ -62,9 +62,10 @@ class TableGroup {
   TceTable* table(unsigned num) const;
   void unset_window(unsigned num);
 
-  // VFIO takes the group from the host: bypass off, host default window (#0) dropped.
+  // VFIO takes the group from the host: every member PE is taken (bypass off, host default window #0 dropped, an
+  // NPU PE's GPU context unmapped from the host).
   void take_ownership();
-  // Back to the host: its default configuration (bypass on) is rebuilt.
+  // Back to the host: its default configuration (bypass on) is rebuilt, NPU contexts mapped to the host again.
   void release_ownership();
   bool owned_by_user() const;
 

@@ -207,8 +207,9 @@ Result<std::unique_ptr<ExtraRegion>> make_gpu_ram_region(const platform::Machine
   if (kvm_lpid) {
     // The "KVM set" notifier, replayed at registration because KVM is already there. Its failure is ignored, as
     // the kernel ignores the notifier's answer.
-    constexpr uint64_t kMsrDr = 1ull << 4, kMsrPr = 1ull << 14;
-    if (!hardware.npu_map_lpar(gpu.address, *kvm_lpid, kMsrDr | kMsrPr)) warn("mapping the GPU to the guest failed");
+    if (!hardware.npu_map_lpar(gpu.address, *kvm_lpid, platform::kMsrDr | platform::kMsrPr)) {
+      warn("mapping the GPU to the guest failed");
+    }
   }
   return std::unique_ptr<ExtraRegion>(new GpuRamRegion(hardware, *ram, gpu.address, gpu_hpa, size, *tgt));
 }
