@@ -28,7 +28,6 @@ class Pe {
 
   const std::string& name() const { return name_; }
   Kind kind() const { return kind_; }
-  unsigned tve_count() const { return kind_ == Kind::kNpu2 ? 1 : kMaxWindows; }
 
   // Programs window `num` with `table` (OPAL set_window). EIO if the firmware call fails (an injected failure:
   // the kernel returned OPAL's code unchanged, Q23; the model maps it to EIO).

@@ -69,11 +69,8 @@ class TableGroup {
   void release_ownership();
   bool owned_by_user() const;
 
-  // Legacy groups only: the fixed 32-bit table the group owns and whether host drivers are using it (then a v1
-  // container cannot take it: EBUSY).
+  // Legacy groups only: the fixed 32-bit table the group owns.
   TceTable* legacy_table() const { return legacy_table_.get(); }
-  void set_kernel_dma_active(bool on) { kernel_dma_active_ = on; }
-  bool kernel_dma_active() const { return kernel_dma_active_; }
 
  private:
   std::string name_;
@@ -81,7 +78,6 @@ class TableGroup {
   Properties properties_;
   std::vector<Pe*> members_;
   std::unique_ptr<TceTable> legacy_table_;
-  bool kernel_dma_active_ = false;
   mutable std::mutex mutex_;
   bool owned_by_user_ = false;
   std::array<TceTable*, kMaxWindows> tables_{};  // guarded by mutex_

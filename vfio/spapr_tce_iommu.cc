@@ -91,7 +91,6 @@ Result<void> SpaprTceIommu::attach_group(Group& group) {
     // v1 takes the group's own 32-bit table.
     TceTable* table = table_group->legacy_table();
     if (!table) return fail(kEINVAL);
-    if (table_group->kernel_dma_active()) return fail(kEBUSY);
     windows_[0].view = table;
     windows_[0].table.reset();
     windows_[0].charged_pages = 0;
