@@ -39,9 +39,32 @@ bool Pe::bypass() const {
   return bypass_;
 }
 
-void Pe::set_bypass(bool on) {
-  std::lock_guard lock(mutex_);
-  bypass_ = on;
+void Pe::set_npu_gpu(platform::Hardware& hardware, const platform::PciAddress& gpu) {
+  npu_gpu_ = NpuGpu{&hardware, gpu};
+}
+
+void Pe::take_ownership() {
+  {
+    std::lock_guard lock(mutex_);
+    const bool had_window0 = windows_[0] != nullptr;
+    windows_[0] = nullptr;
+    // The NPU's single TVE held the 32-bit window, so bypass was off already and its context stays as it is.
+    if (kind_ == Kind::kNpu2 && had_window0) return;
+    bypass_ = false;
+  }
+  // The firmware's answer is not looked at, as in the kernel.
+  if (npu_gpu_) (void)npu_gpu_->hardware->npu_unmap_lpar(npu_gpu_->gpu);
+}
+
+void Pe::release_ownership() {
+  {
+    std::lock_guard lock(mutex_);
+    windows_.fill(nullptr);
+    bypass_ = true;
+  }
+  if (npu_gpu_) {
+    (void)npu_gpu_->hardware->npu_map_lpar(npu_gpu_->gpu, 0, platform::kMsrDr | platform::kMsrPr | platform::kMsrHv);
+  }
 }
 
 Result<uint64_t> Pe::translate(uint64_t bus_addr, bool write) const {

@@ -6,10 +6,13 @@
 #include <array>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "base/errno.h"
 #include "iommu/tce_table.h"
+#include "platform/hardware.h"
+#include "platform/pci_address.h"
 
 namespace nv2pt::iommu {
 
@@ -25,7 +28,6 @@ class Pe {
 
   const std::string& name() const { return name_; }
   Kind kind() const { return kind_; }
-  unsigned tve_count() const { return kind_ == Kind::kNpu2 ? 1 : kMaxWindows; }
 
   // Programs window `num` with `table` (OPAL set_window). EIO if the firmware call fails (an injected failure:
   // pnv_pci_ioda2_set_window returned OPAL's code unchanged; the model maps it to EIO,
@@ -39,7 +41,18 @@ class Pe {
 
   // Host ownership: bypass (the 64-bit direct window) is on while the host owns the PE.
   bool bypass() const;
-  void set_bypass(bool on);
+
+  // An NPU PE's GPU, and the hardware whose NPU holds that GPU's address translation context: taking and releasing
+  // the PE moves the context off and back onto the host (pnv_npu_take_ownership / pnv_npu_release_ownership).
+  // Set once, before the PE is shared.
+  void set_npu_gpu(platform::Hardware& hardware, const platform::PciAddress& gpu);
+  // VFIO takes the PE from the host: bypass off, window 0 dropped (pnv_ioda2_take_ownership). An NPU PE whose
+  // single TVE holds window 0 only drops it; otherwise bypass goes off and its GPU's context is unmapped from the
+  // host (pnv_npu2_unmap_lpar_dev: DESTROY_CONTEXT, MAP_LPAR 0).
+  void take_ownership();
+  // Back to the host: windows dropped, bypass on. An NPU PE maps its GPU's context to the host again
+  // (pnv_npu2_map_lpar_dev with LPID 0 and MSR DR|PR|HV).
+  void release_ownership();
 
   // DMA as the PHB performs it: bus address -> host physical address through the TCE of the window that contains
   // it. EFAULT for no window or an invalid TCE, EPERM if the TCE lacks the needed permission (an EEH freeze on real
@@ -57,6 +70,11 @@ class Pe {
   std::array<TceTable*, kMaxWindows> windows_{};
   bool bypass_ = true;
   bool fail_next_set_window_ = false;
+  struct NpuGpu {
+    platform::Hardware* hardware;
+    platform::PciAddress gpu;
+  };
+  std::optional<NpuGpu> npu_gpu_;  // NPU PEs of a GPU's bridges only
 };
 
 }  // namespace nv2pt::iommu

@@ -13,8 +13,8 @@ PageSizeMask page_size_mask(const std::vector<uint32_t>& shifts) {
 TableGroup::TableGroup(std::string name, Ops ops, Properties properties, std::vector<Pe*> members)
     : name_(std::move(name)), ops_(ops), properties_(properties), members_(std::move(members)) {
   if (ops_ == Ops::kLegacy) {
-    // A legacy group comes with its 32-bit window already built by the host (4 KiB pages, one level).
-    auto geometry = compute_geometry(12, properties_.tce32_size, 1);
+    // A legacy group comes with its 32-bit window already built by the host (one level).
+    auto geometry = compute_geometry(properties_.tce32_page_shift, properties_.tce32_size, 1);
     if (geometry) {
       auto table = TceTable::create(*geometry, properties_.tce32_start,
                                     {.userspace_cache = false, .max_alloc_bytes = ~0ull});
@@ -34,34 +34,43 @@ Result<std::unique_ptr<TceTable>> TableGroup::create_table(unsigned num, unsigne
 }
 
 Result<void> TableGroup::set_window(unsigned num, TceTable* table) {
+  if (num >= kMaxWindows) return fail(kEINVAL);
   for (size_t i = 0; i < members_.size(); ++i) {
     if (auto r = members_[i]->set_window(num, table); !r) {
       for (size_t j = 0; j < i; ++j) members_[j]->unset_window(num);
       return r;
     }
   }
+  std::lock_guard lock(mutex_);
+  tables_[num] = table;
   return {};
 }
 
 void TableGroup::unset_window(unsigned num) {
+  if (num >= kMaxWindows) return;
   for (Pe* pe : members_) pe->unset_window(num);
+  std::lock_guard lock(mutex_);
+  tables_[num] = nullptr;
+}
+
+TceTable* TableGroup::table(unsigned num) const {
+  if (num >= kMaxWindows) return nullptr;
+  if (ops_ == Ops::kLegacy) return num == 0 ? legacy_table_.get() : nullptr;
+  std::lock_guard lock(mutex_);
+  return tables_[num];
 }
 
 void TableGroup::take_ownership() {
   std::lock_guard lock(mutex_);
-  for (Pe* pe : members_) {
-    pe->set_bypass(false);
-    pe->unset_window(0);
-  }
+  for (Pe* pe : members_) pe->take_ownership();
+  tables_[0] = nullptr;
   owned_by_user_ = true;
 }
 
 void TableGroup::release_ownership() {
   std::lock_guard lock(mutex_);
-  for (Pe* pe : members_) {
-    for (unsigned n = 0; n < kMaxWindows; ++n) pe->unset_window(n);
-    pe->set_bypass(true);
-  }
+  for (Pe* pe : members_) pe->release_ownership();
+  tables_.fill(nullptr);
   owned_by_user_ = false;
 }
 

@@ -4,6 +4,7 @@
 // members already done when one fails (npu-dma.c, v5.0–v5.12).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -38,6 +39,7 @@ class TableGroup {
     PageSizeMask pgsizes = (1ull << 12) | (1ull << 16);
     unsigned max_dynamic_windows = kMaxWindows;
     unsigned max_levels = kMaxLevels;
+    unsigned tce32_page_shift = 12;  // legacy groups: the IOMMU page size of the fixed 32-bit table
   };
 
   TableGroup(std::string name, Ops ops, Properties properties, std::vector<Pe*> members);
@@ -54,21 +56,21 @@ class TableGroup {
                                                  unsigned levels, uint64_t max_alloc_bytes) const;
   // Programs window `num` into every member, in order; on failure unsets the members already programmed.
   Result<void> set_window(unsigned num, TceTable* table);
-  // The table programmed in window `num` (as the first member PE holds it), nullptr if none: what KVM attaches to.
-  TceTable* table(unsigned num) const { return members_.empty() ? nullptr : members_.front()->window(num); }
+  // The table programmed in window `num` through this group, nullptr if none: what KVM attaches to. The group
+  // keeps its own record (table_group->tables[]): a member PE cannot answer for every window, since an NPU PE
+  // holds only the window programmed last.
+  TceTable* table(unsigned num) const;
   void unset_window(unsigned num);
 
-  // VFIO takes the group from the host: bypass off, host default window (#0) dropped.
+  // VFIO takes the group from the host: every member PE is taken (bypass off, host default window #0 dropped, an
+  // NPU PE's GPU context unmapped from the host).
   void take_ownership();
-  // Back to the host: its default configuration (bypass on) is rebuilt.
+  // Back to the host: its default configuration (bypass on) is rebuilt, NPU contexts mapped to the host again.
   void release_ownership();
   bool owned_by_user() const;
 
-  // Legacy groups only: the fixed 32-bit table the group owns and whether host drivers are using it (then a v1
-  // container cannot take it: EBUSY).
+  // Legacy groups only: the fixed 32-bit table the group owns.
   TceTable* legacy_table() const { return legacy_table_.get(); }
-  void set_kernel_dma_active(bool on) { kernel_dma_active_ = on; }
-  bool kernel_dma_active() const { return kernel_dma_active_; }
 
  private:
   std::string name_;
@@ -76,9 +78,10 @@ class TableGroup {
   Properties properties_;
   std::vector<Pe*> members_;
   std::unique_ptr<TceTable> legacy_table_;
-  bool kernel_dma_active_ = false;
   mutable std::mutex mutex_;
   bool owned_by_user_ = false;
+  std::array<TceTable*, kMaxWindows> tables_{};  // guarded by mutex_
+
 };
 
 }  // namespace nv2pt::iommu

@@ -7,12 +7,6 @@ namespace {
 
 constexpr uint64_t GiB = 1ull << 30;
 
-TEST(TableGroup, CompoundPageSizesAreTheIntersection) {
-  const PageSizeMask phb4 = page_size_mask({12, 16, 21, 30});
-  const PageSizeMask npu2 = page_size_mask({12, 16, 24, 28});
-  EXPECT_EQ(phb4 & npu2, (1ull << 12) | (1ull << 16));
-}
-
 TEST(TableGroup, WindowsStartAtTce32StartAnd2To59) {
   Pe gpu("gpu", Pe::Kind::kPhb4);
   TableGroup group("g", TableGroup::Ops::kIoda2, {}, {&gpu});
@@ -41,6 +35,26 @@ TEST(TableGroup, Scenario69_NpuPeHoldsOnlyTheLastWindow) {
   EXPECT_EQ(npu.window(1), w1->get());
 }
 
+// KVM attaches to table_group->tables[]: the compound group answers for every window it programmed, even when its
+// first member is an NPU PE, whose single TVE holds only the window programmed last.
+TEST(TableGroup, TableAnswersEveryWindowWhateverTheFirstMember) {
+  Pe npu("npu", Pe::Kind::kNpu2), gpu("gpu", Pe::Kind::kPhb4);
+  TableGroup group("compound", TableGroup::Ops::kNpuCompound, {}, {&npu, &gpu});
+  group.take_ownership();
+  auto w0 = group.create_table(0, 12, 2 * GiB, 1, 16ull << 20);
+  auto w1 = group.create_table(1, 16, 1ull << 46, 2, 16ull << 20);
+  ASSERT_TRUE(group.set_window(0, w0->get()));
+  ASSERT_TRUE(group.set_window(1, w1->get()));
+  EXPECT_EQ(npu.window(0), nullptr);
+  EXPECT_EQ(group.table(0), w0->get());
+  EXPECT_EQ(group.table(1), w1->get());
+  group.unset_window(0);
+  EXPECT_EQ(group.table(0), nullptr);
+  EXPECT_EQ(group.table(1), w1->get());
+  group.release_ownership();
+  EXPECT_EQ(group.table(1), nullptr);
+}
+
 TEST(TableGroup, SetWindowRollsBackMembersAlreadyProgrammed) {
   Pe a("a", Pe::Kind::kPhb4), b("b", Pe::Kind::kPhb4), c("c", Pe::Kind::kNpu2);
   TableGroup group("compound", TableGroup::Ops::kNpuCompound, {}, {&a, &b, &c});
@@ -50,6 +64,7 @@ TEST(TableGroup, SetWindowRollsBackMembersAlreadyProgrammed) {
   EXPECT_EQ(a.window(1), nullptr);
   EXPECT_EQ(b.window(1), nullptr);
   EXPECT_EQ(c.window(1), nullptr);
+  EXPECT_EQ(group.table(1), nullptr);
 }
 
 TEST(TableGroup, OwnershipTogglesBypassAndDropsWindows) {

@@ -539,28 +539,31 @@ TEST(KvmNpuContext, Scenario22And23_MapLparOnlyForAKvmAddedBeforeOpen) {
   ASSERT_TRUE(group->set_container(container));
   ASSERT_TRUE(container->set_iommu(VFIO_SPAPR_TCE_v2_IOMMU));
   Vm vm(as, 42);
+  // Taking the group unmapped the GPU's context from the host (pnv_npu_take_ownership: DESTROY_CONTEXT, MAP_LPAR 0).
+  const size_t taken = host->hardware().opal_npu_calls().size();
+  ASSERT_EQ(taken, 2u);
 
   // Opened before KVM_DEV_VFIO_GROUP_ADD: nothing is mapped, and the later add does not reach the device.
   vfio::PciDevice* dev = group->get_device(as, "0004:04:00.0").value();
   ASSERT_TRUE(vm.vfio_group_add(*group));
   EXPECT_EQ(host->hardware().npu_lpid(gpu), 0u);
-  EXPECT_TRUE(host->hardware().opal_npu_calls().empty());
+  EXPECT_EQ(host->hardware().opal_npu_calls().size(), taken);
   group->device_released(*dev);  // closing still unmaps (DESTROY_CONTEXT, MAP_LPAR 0)
   auto calls = host->hardware().opal_npu_calls();
-  ASSERT_EQ(calls.size(), 2u);
-  EXPECT_EQ(calls[0].kind, platform::Hardware::OpalNpuCall::kDestroyContext);
-  EXPECT_EQ(calls[1].kind, platform::Hardware::OpalNpuCall::kMapLpar);
-  EXPECT_EQ(calls[1].lpid, 0u);
+  ASSERT_EQ(calls.size(), taken + 2);
+  EXPECT_EQ(calls[taken].kind, platform::Hardware::OpalNpuCall::kDestroyContext);
+  EXPECT_EQ(calls[taken + 1].kind, platform::Hardware::OpalNpuCall::kMapLpar);
+  EXPECT_EQ(calls[taken + 1].lpid, 0u);
 
   // Opened after the add: MAP_LPAR(42), INIT_CONTEXT(DR|PR).
   dev = group->get_device(as, "0004:04:00.0").value();
   EXPECT_EQ(host->hardware().npu_lpid(gpu), 42u);
   calls = host->hardware().opal_npu_calls();
-  ASSERT_EQ(calls.size(), 4u);
-  EXPECT_EQ(calls[2].kind, platform::Hardware::OpalNpuCall::kMapLpar);
-  EXPECT_EQ(calls[2].lpid, 42u);
-  EXPECT_EQ(calls[3].kind, platform::Hardware::OpalNpuCall::kInitContext);
-  EXPECT_EQ(calls[3].msr, (1ull << 4) | (1ull << 14));
+  ASSERT_EQ(calls.size(), taken + 4);
+  EXPECT_EQ(calls[taken + 2].kind, platform::Hardware::OpalNpuCall::kMapLpar);
+  EXPECT_EQ(calls[taken + 2].lpid, 42u);
+  EXPECT_EQ(calls[taken + 3].kind, platform::Hardware::OpalNpuCall::kInitContext);
+  EXPECT_EQ(calls[taken + 3].msr, platform::kMsrDr | platform::kMsrPr);
   group->device_released(*dev);
   EXPECT_EQ(host->hardware().npu_lpid(gpu), 0u);
   ASSERT_TRUE(vm.vfio_group_del(*group));

@@ -19,6 +19,9 @@ namespace nv2pt::platform {
 
 // LinkState and to_string(LinkState) live in platform/link_state.h (the bridge model needs them too).
 
+// MSR bits an NPU context is initialised with (OPAL_NPU_INIT_CONTEXT): data relocation, problem state, hypervisor.
+inline constexpr uint64_t kMsrDr = 1ull << 4, kMsrPr = 1ull << 14, kMsrHv = 1ull << 60;
+
 struct HardwareOptions {
   HmiPolicy hmi_policy = HmiPolicy::kFatal;
 };
@@ -54,8 +57,8 @@ class Hardware {
     uint64_t lpid = 0;  // MAP_LPAR
     uint64_t msr = 0;   // INIT_CONTEXT
   };
-  // Map LPAR: MAP_LPAR(lpid) then INIT_CONTEXT(msr) (pnv_npu2_map_lpar_dev; docs/kernel/kvm.md#lpar-mapping).
-  // ENODEV for a GPU without NPU links.
+  // Map LPAR (pnv_npu2_map_lpar_dev; docs/kernel/kvm.md#lpar-mapping): MAP_LPAR(lpid) then INIT_CONTEXT(msr, of
+  // kMsrDr/kMsrPr/kMsrHv). ENODEV for a GPU without NPU links.
   Result<void> npu_map_lpar(const PciAddress& gpu, uint64_t lpid, uint64_t msr);
   // Unmap LPAR: DESTROY_CONTEXT then MAP_LPAR(0).
   Result<void> npu_unmap_lpar(const PciAddress& gpu);

@@ -13,8 +13,7 @@ struct Host::Impl {
   platform::Machine machine;
   HostOptions options;
   std::unique_ptr<platform::Hardware> hardware;
-  std::vector<std::unique_ptr<iommu::Pe>> pes;
-  std::vector<std::unique_ptr<iommu::TableGroup>> table_groups;
+  iommu::HostTableGroups table_groups;
   std::map<platform::PciAddress, std::unique_ptr<PciDevice>> devices;
   std::map<int, std::unique_ptr<Group>> groups;
   mutable std::mutex mutex;
@@ -24,20 +23,6 @@ struct Host::Impl {
   explicit Impl(platform::Machine m) : machine(std::move(m)) {}
 };
 
-namespace {
-
-// The page sizes a group offers: what every PHB of its members supports (PHB4 ∩ NPU2 for an NVLink group).
-iommu::PageSizeMask group_page_sizes(const platform::Machine& m, const std::vector<const platform::PciFunction*>& fs) {
-  iommu::PageSizeMask mask = ~0ull;
-  for (const platform::PciFunction* f : fs) {
-    const std::vector<uint32_t>& shifts = m.phb_of(*f).tce_page_shifts;
-    mask &= shifts.empty() ? iommu::page_size_mask({12, 16}) : iommu::page_size_mask(shifts);
-  }
-  return mask;
-}
-
-}  // namespace
-
 Result<std::unique_ptr<Host>> Host::create(platform::Machine machine, HostOptions options) {
   auto impl = std::make_unique<Impl>(std::move(machine));
   impl->options = options;
@@ -46,37 +31,14 @@ Result<std::unique_ptr<Host>> Host::create(platform::Machine machine, HostOption
   for (const platform::PciFunction& f : m.pci_functions()) {
     impl->devices.emplace(f.address, std::make_unique<PciDevice>(m, *impl->hardware, f));
   }
-  for (uint32_t id : m.iommu_groups()) {
-    std::vector<const platform::PciFunction*> functions = m.functions_in_group(id);
-    // PEs: one per GPU (PHB4), one per GPU's set of NVLink bridges (NPU2), one per other function.
-    std::vector<iommu::Pe*> members;
-    std::map<size_t, iommu::Pe*> npu_pe_of_gpu;
-    bool nvlink = false;
-    for (const platform::PciFunction* f : functions) {
-      if (f->kind == platform::PciFunctionKind::kNvlinkBridge) {
-        nvlink = true;
-        const std::optional<size_t> gpu = m.bridges()[f->role_index].gpu;
-        if (gpu && npu_pe_of_gpu.count(*gpu)) continue;
-        auto pe = std::make_unique<iommu::Pe>("npu-pe " + f->address.to_string(), iommu::Pe::Kind::kNpu2);
-        if (gpu) npu_pe_of_gpu[*gpu] = pe.get();
-        members.push_back(pe.get());
-        impl->pes.push_back(std::move(pe));
-      } else {
-        auto pe = std::make_unique<iommu::Pe>("pe " + f->address.to_string(), iommu::Pe::Kind::kPhb4);
-        members.push_back(pe.get());
-        impl->pes.push_back(std::move(pe));
-      }
-    }
-    iommu::TableGroup::Properties props;
-    props.pgsizes = group_page_sizes(m, functions);
-    auto table_group = std::make_unique<iommu::TableGroup>(
-        "group " + std::to_string(id), nvlink ? iommu::TableGroup::Ops::kNpuCompound : iommu::TableGroup::Ops::kIoda2,
-        props, members);
+  impl->table_groups = iommu::build_host_table_groups(m, *impl->hardware);
+  for (auto& [id, table_group] : impl->table_groups.groups) {
     std::vector<PciDevice*> devices;
-    for (const platform::PciFunction* f : functions) devices.push_back(impl->devices.at(f->address).get());
+    for (const platform::PciFunction* f : m.functions_in_group(id)) {
+      devices.push_back(impl->devices.at(f->address).get());
+    }
     impl->groups.emplace(static_cast<int>(id),
                          std::make_unique<Group>(static_cast<int>(id), table_group.get(), &m, std::move(devices)));
-    impl->table_groups.push_back(std::move(table_group));
   }
   if (!options.runtime_dir.empty()) ::mkdir(options.runtime_dir.c_str(), 0700);
   return std::unique_ptr<Host>(new Host(std::move(impl)));

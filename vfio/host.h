@@ -12,8 +12,7 @@
 #include <vector>
 
 #include "base/errno.h"
-#include "iommu/pe.h"
-#include "iommu/table_group.h"
+#include "iommu/host_table_groups.h"
 #include "platform/hardware.h"
 #include "platform/machine.h"
 #include "vfio/container.h"

@@ -53,15 +53,16 @@ class GpuRamRegion final : public ExtraRegion {
   }
 
   Result<void*> mmap(mm::AddressSpace& caller, void* addr, size_t length, int prot, uint64_t pgoff) override {
-    // Once per device-open lifetime, even after a munmap or a failed mmap (vfio_pci_nvgpu_mmap; kept: QEMU maps it
-    // once).
+    // Once per device-open lifetime, even after a munmap (vfio_pci_nvgpu_mmap; kept: QEMU maps it once).
     if (mapped_once_) return fail(kEPERM);
-    mapped_once_ = true;
     if (length > size_) return fail(kEINVAL);
     // The kernel registers dev_hpa = window base whatever the offset, but faults at base + offset
     // (docs/kernel/regions.md#gpu-ram-mmap): refused.
     if (pgoff != 0) return fail(kEINVAL);
     void* mapping = NV2PT_TRY(ram_.map(addr, 0, length, prot));
+    // vfio_pci_nvgpu_mmap records useraddr only past its checks, so a refused mmap can be retried; from here on
+    // the one mmap is used up, even if the registration below fails.
+    mapped_once_ = true;
     const uint64_t ua = reinterpret_cast<uint64_t>(mapping);
     // Pre-register the mapping as device memory: no pin, no locked-memory charge (the seed's patch 3).
     auto region = caller.registry().add_device(ua, length >> kHostPageShift, gpu_hpa_);
@@ -207,8 +208,9 @@ Result<std::unique_ptr<ExtraRegion>> make_gpu_ram_region(const platform::Machine
   if (kvm_lpid) {
     // The "KVM set" notifier, replayed at registration because KVM is already there. Its failure is ignored, as
     // the kernel ignores the notifier's answer.
-    constexpr uint64_t kMsrDr = 1ull << 4, kMsrPr = 1ull << 14;
-    if (!hardware.npu_map_lpar(gpu.address, *kvm_lpid, kMsrDr | kMsrPr)) warn("mapping the GPU to the guest failed");
+    if (!hardware.npu_map_lpar(gpu.address, *kvm_lpid, platform::kMsrDr | platform::kMsrPr)) {
+      warn("mapping the GPU to the guest failed");
+    }
   }
   return std::unique_ptr<ExtraRegion>(new GpuRamRegion(hardware, *ram, gpu.address, gpu_hpa, size, *tgt));
 }

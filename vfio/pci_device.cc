@@ -429,6 +429,8 @@ Result<size_t> PciDevice::write(std::span<const std::byte> in, uint64_t offset) 
 }
 
 Result<size_t> PciDevice::access(std::byte* buf, size_t count, uint64_t offset, bool write) {
+  // vfio_pci_read/vfio_pci_write answer 0 for a zero count before looking at the region at all.
+  if (count == 0) return 0;
   const uint64_t index = offset >> kRegionShift;
   const uint64_t pos = offset & kRegionMask;
   std::lock_guard lock(state_->mutex);
@@ -460,7 +462,6 @@ Result<size_t> PciDevice::access(std::byte* buf, size_t count, uint64_t offset, 
     return count;
   }
   if (index == VFIO_PCI_VGA_REGION_INDEX) return fail(kEINVAL);
-  if (count == 0) return 0;
   if (index >= VFIO_PCI_NUM_REGIONS + state_->extra.size()) return fail(kEINVAL);
   ExtraRegion& region = *state_->extra[index - VFIO_PCI_NUM_REGIONS];
   return write ? region.write({buf, count}, pos) : region.read({buf, count}, pos);

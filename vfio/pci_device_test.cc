@@ -290,12 +290,30 @@ TEST_F(DeviceTest, Scenario15_PrivateOrOversizedMmapIsEINVAL) {
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   EXPECT_EQ(gpu->mmap(as_, nullptr, 64 * KiB, PROT_READ, MAP_PRIVATE, region_offset(9)).error(), kEINVAL);
-  // The first attempt counts as the one mmap of this open (vfio_pci_nvgpu_mmap), so the size check is seen on a fresh
-  // open.
-  close_device(gpu);
-  gpu = must_open("0004:04:00.0");
+  // Neither refusal uses up the one mmap of this open (vfio_pci_nvgpu_mmap): the same open still maps.
   EXPECT_EQ(gpu->mmap(as_, nullptr, kGpuWindow + 64 * KiB, PROT_READ, MAP_SHARED, region_offset(9)).error(),
             kEINVAL);
+  auto p = gpu->mmap(as_, nullptr, 1 * GiB, PROT_READ, MAP_SHARED, region_offset(9));
+  ASSERT_TRUE(p);
+  munmap(*p, 1 * GiB);
+  gpu->munmap(*p, 1 * GiB);
+}
+
+// vfio_pci_nvgpu_mmap records the user address only after its length and offset checks: a mmap refused by them
+// leaves the one mmap of this open for a corrected retry (only a failed registration uses it up: see
+// MmapOverARegisteredRangeIsEINVALThenEPERM).
+TEST_F(DeviceTest, RefusedGpuRamMmapLeavesTheOneMmapForARetry) {
+  attach();
+  PciDevice* gpu = must_open("0004:04:00.0");
+  EXPECT_EQ(gpu->mmap(as_, nullptr, kGpuWindow + 64 * KiB, PROT_READ, MAP_SHARED, region_offset(9)).error(),
+            kEINVAL);
+  EXPECT_EQ(gpu->mmap(as_, nullptr, 64 * KiB, PROT_READ, MAP_SHARED, region_offset(9) + 64 * KiB).error(), kEINVAL);
+  auto p = gpu->mmap(as_, nullptr, 1 * GiB, PROT_READ | PROT_WRITE, MAP_SHARED, region_offset(9));
+  ASSERT_TRUE(p);
+  EXPECT_NE(as_.registry().lookup(reinterpret_cast<uint64_t>(*p), 64 * KiB), nullptr);
+  munmap(*p, 1 * GiB);
+  gpu->munmap(*p, 1 * GiB);
+  EXPECT_EQ(gpu->mmap(as_, nullptr, 1 * GiB, PROT_READ, MAP_SHARED, region_offset(9)).error(), kEPERM);
 }
 
 TEST_F(DeviceTest, Scenario16_SecondMmapIsEPERMUntilReopen) {
@@ -468,6 +486,33 @@ TEST_F(DeviceTest, BarAccessWithMemoryDecodeOffNeverReachesTheDevice) {  // CVE-
   cmd = 0x2;  // memory space enable
   ASSERT_TRUE(gpu->write(std::as_bytes(std::span(&cmd, 1)), region_offset(VFIO_PCI_CONFIG_REGION_INDEX) + 4));
   EXPECT_TRUE(gpu->read(std::as_writable_bytes(std::span(&value, 1)), region_offset(0)));
+}
+
+// vfio_pci_read/vfio_pci_write return 0 for a zero count before any region check: config space past its end, a
+// BAR past its end, a ROM write, the VGA region and an index past the extra regions all answer 0.
+TEST_F(DeviceTest, ZeroLengthAccessIsZeroBeforeAnyRegionCheck) {
+  attach();
+  PciDevice* gpu = must_open("0004:04:00.0");
+  const std::span<std::byte> none;
+  const std::span<const std::byte> nothing;
+  for (uint64_t offset : {region_offset(VFIO_PCI_CONFIG_REGION_INDEX) + 0x10000,  // past config space
+                          region_offset(0),
+                          region_offset(0) + (uint64_t{1} << 39),                 // past the BAR
+                          region_offset(VFIO_PCI_ROM_REGION_INDEX),
+                          region_offset(VFIO_PCI_VGA_REGION_INDEX),
+                          region_offset(VFIO_PCI_NUM_REGIONS + 5)}) {
+    auto r = gpu->read(none, offset);
+    ASSERT_TRUE(r) << std::hex << offset << ": " << errno_name(r.error());
+    EXPECT_EQ(*r, 0u);
+    auto w = gpu->write(nothing, offset);
+    ASSERT_TRUE(w) << std::hex << offset << ": " << errno_name(w.error());
+    EXPECT_EQ(*w, 0u);
+  }
+  // A one-byte access to the same places is refused: the zero count is what makes them 0.
+  std::byte one{};
+  EXPECT_EQ(gpu->read(std::span(&one, 1), region_offset(VFIO_PCI_VGA_REGION_INDEX)).error(), kEINVAL);
+  EXPECT_EQ(gpu->write(std::span<const std::byte>(&one, 1), region_offset(VFIO_PCI_ROM_REGION_INDEX)).error(),
+            kEINVAL);
 }
 
 TEST_F(DeviceTest, HotResetInfoAndReset) {

@@ -78,19 +78,20 @@ Result<void> SpaprTceIommu::attach_group(Group& group) {
   Lock lock(mutex_);
   iommu::TableGroup* table_group = group.table_group();
   if (!table_group) return fail(kENODEV);
-  if (should_fail_allocation()) return fail(kENOMEM);  // the tce_iommu_group list node
   if (!groups_.empty() && !table_group->ddw_capable()) return fail(kEBUSY);
   for (Group* g : groups_) {
     if (g == &group) return fail(kEBUSY);
     // The kernel compares the create_table ops: IODA2 PE groups and compound NPU groups cannot share a container.
     if (g->table_group()->ops() != table_group->ops()) return fail(kEPERM);
   }
+  // The tce_iommu_group list node, allocated where tce_iommu_attach_group does: after the checks above, before the
+  // v1/v2 ones below.
+  if (should_fail_allocation()) return fail(kENOMEM);
   if (!table_group->ddw_capable()) {
     if (version_ == Version::kV2) return fail(kEPERM);
     // v1 takes the group's own 32-bit table.
     TceTable* table = table_group->legacy_table();
     if (!table) return fail(kEINVAL);
-    if (table_group->kernel_dma_active()) return fail(kEBUSY);
     windows_[0].view = table;
     windows_[0].table.reset();
     windows_[0].charged_pages = 0;

@@ -35,11 +35,13 @@ struct PhbGroup {
   Group group;
 };
 
-// A group without ownership ops (pseries/POWER7-like): the only kind a v1 container takes.
+// A group without ownership ops (pseries/POWER7-like): the only kind a v1 container takes. Its fixed 32-bit table
+// has 4 KiB IOMMU pages unless `page_shift` says otherwise.
 struct LegacyGroup {
-  explicit LegacyGroup(int id)
+  explicit LegacyGroup(int id, unsigned page_shift = 12)
       : pe("legacy" + std::to_string(id), iommu::Pe::Kind::kPhb4),
-        table_group("legacy" + std::to_string(id), iommu::TableGroup::Ops::kLegacy, {}, {&pe}),
+        table_group("legacy" + std::to_string(id), iommu::TableGroup::Ops::kLegacy,
+                    {.tce32_page_shift = page_shift}, {&pe}),
         group(id, &table_group) {}
   iommu::Pe pe;
   iommu::TableGroup table_group;
