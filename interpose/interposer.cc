@@ -105,7 +105,9 @@ void Interposer::start_reporting() {
   if (options_.report.empty()) return;
   std::atexit(report_at_exit);
   // A fatal HMI kills the process with a signal: no atexit handler runs, so the report is written before it.
-  if (host_) host_->hardware().hmi_log().set_fatal_hook([this](const platform::Hmi& hmi) { write_fatal_hmi_report(hmi); });
+  if (host_) {
+    host_->hardware().hmi_log().set_fatal_hook([this](const platform::Hmi& hmi) { write_fatal_hmi_report(hmi); });
+  }
   if (options_.report_signal == 0) return;
   struct sigaction old;
   if (sigaction(options_.report_signal, nullptr, &old) != 0 || old.sa_handler != SIG_DFL) return;
@@ -153,10 +155,10 @@ void Interposer::write_fatal_hmi_report(const platform::Hmi& hmi) {
     }
     done->set_value();
   }).detach();
-  if (written.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
-    ModelScope scope;
+  if (written.wait_for(std::chrono::seconds(2)) == std::future_status::ready) return;
+  ModelScope scope;
+  if (written.wait_for(std::chrono::seconds(0)) != std::future_status::ready)  // a late full report stays
     (void)write_fatal_hmi_only_report(options_.report, hmi);
-  }
 }
 
 // --- paths ---
