@@ -112,6 +112,17 @@ TEST(LspciFormat, VerboseShowsNvlinkDetails) {
                               "\tDevice-tree node: /pciex@6030200000000/pci@0,1\n"));
 }
 
+TEST(LspciFormat, NamesTheV100Sxm2With32GB) {
+  auto tree = platform::DeviceTree::load(std::string(NV2PT_CLI_TESTDATA) + "/one-v100-32g.dts");
+  ASSERT_TRUE(tree) << tree.error().message;
+  auto machine = platform::Machine::load(std::move(*tree));
+  ASSERT_TRUE(machine) << machine.error().message;
+  EXPECT_EQ(format_lspci(*machine, {}),
+            "4 0004:04:00.0 3D: NVIDIA Corporation GV100GL [Tesla V100 SXM2 32GB] (rev a1)\n"
+            "4 0006:00:00.0 Bridge: IBM Device 04ea (rev 01)\n"
+            "4 0006:00:00.1 Bridge: IBM Device 04ea (rev 01)\n");
+}
+
 TEST(LspciFormat, VerboseSaysWhatIsMissing) {
   auto tree = platform::DeviceTree::load(kTopologies + "/kernel-no-nvlink-speed.dts");
   ASSERT_TRUE(tree);

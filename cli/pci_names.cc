@@ -23,7 +23,8 @@ std::string pci_vendor_name(uint16_t vendor_id) {
 }
 
 std::string pci_device_name(uint16_t vendor_id, uint16_t device_id) {
-  if (vendor_id == 0x10de && device_id == 0x1db1) return "GV100GL [Tesla V100 SXM2]";
+  if (vendor_id == 0x10de && device_id == 0x1db1) return "GV100GL [Tesla V100 SXM2]";  // as the seed lists it
+  if (vendor_id == 0x10de && device_id == 0x1db5) return "GV100GL [Tesla V100 SXM2 32GB]";
   // IBM 04ea (the NPU2 NVLink bridge) has no name in pci.ids, hence the seed's "IBM Device 04ea".
   return fmt::format("Device {:04x}", device_id);
 }

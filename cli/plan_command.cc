@@ -25,9 +25,6 @@ struct PlanOptions {
   bool json = false;
 };
 
-// The seed's example when no GPU is named: the last GPU of the default machine, 0035:05:00.0 at 0x244000000000.
-constexpr const char* kSeedGpu = "0035:05:00.0";
-
 std::optional<unsigned> page_shift_of(std::string_view text) {
   auto bytes = parse_size(text);
   if (!bytes || !std::has_single_bit(*bytes)) return std::nullopt;
@@ -53,7 +50,16 @@ void run_plan(Context& context, const PlanOptions& o) {
     return context.fail(fmt::format("--gpu-map: '{}' must be 'window' or 'real'", o.gpu_map));
 
   std::vector<std::string> gpus = o.gpus;
-  if (gpus.empty() && o.ranges.empty()) gpus.push_back(kSeedGpu);
+  if (gpus.empty() && o.ranges.empty()) {
+    // No GPU named: the machine's last GPU. On the default machine that is the seed's example, 0035:05:00.0 at
+    // 0x244000000000.
+    const platform::Machine* m = context.machine();
+    if (!m) return;
+    if (!m->gpus().empty()) {
+      in.default_gpu = m->gpus().back().address.to_string();
+      gpus.push_back(in.default_gpu);
+    }
+  }
   if (!gpus.empty()) {
     const platform::Machine* m = context.machine();
     if (!m) return;
@@ -120,6 +126,8 @@ std::optional<uint64_t> parse_size(std::string_view text) {
 std::string format_plan(const Plan& p) {
   std::string out;
   const uint64_t page = 1ull << p.input.page_shift;
+  if (!p.input.default_gpu.empty())
+    out += fmt::format("No --gpu given: GPU {}, the last GPU of this machine.\n", p.input.default_gpu);
   out += fmt::format("Layout (IOMMU page {}):\n", size_figure(page));
   for (const PlanRange& r : p.input.ranges) {
     out += fmt::format("  {:<24} {:#016x} - {:#016x}  {}\n", r.name, r.start, r.start + r.size, size_figure(r.size));
@@ -168,6 +176,7 @@ std::string format_plan_json(const Plan& p) {
   nlohmann::json j;
   j["page_size"] = 1ull << p.input.page_shift;
   j["max_alloc_bytes"] = p.input.max_alloc_bytes;
+  if (!p.input.default_gpu.empty()) j["default_gpu"] = p.input.default_gpu;
   for (const PlanRange& r : p.input.ranges) j["ranges"].push_back({{"name", r.name}, {"start", r.start}, {"size", r.size}});
   j["end"] = p.end;
   j["leaf_bytes_needed"] = p.leaf_bytes_needed;
@@ -203,8 +212,9 @@ std::string format_plan_json(const Plan& p) {
 void register_plan_command(CLI::App& app, Context& context) {
   auto o = std::make_shared<PlanOptions>();
   CLI::App* plan = app.add_subcommand(
-      "plan", "Size the DMA window and TCE tables for a guest layout, with the kernel's rules (default: the seed's "
-              "example, 16 GiB of RAM at 0 and GPU 0035:05:00.0's 128 GiB window at 0x244000000000)");
+      "plan", "Size the DMA window and TCE tables for a guest layout, with the kernel's rules (default: 16 GiB of "
+              "RAM at 0 and the machine's last GPU's window; on the default machine the seed's example, GPU "
+              "0035:05:00.0's 128 GiB window at 0x244000000000)");
   plan->add_option("--ram", o->ram, "Guest RAM mapped at bus address 0 (0 for none)")->capture_default_str();
   plan->add_option("--gpu", o->gpus, "GPU (by address) whose RAM is mapped at its host window's address; repeatable");
   plan->add_option("--gpu-map", o->gpu_map, "Map each GPU's whole window or only its real RAM: window|real")

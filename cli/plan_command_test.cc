@@ -42,6 +42,24 @@ TEST(PlanCommand, DefaultIsTheSeedsExample) {
   EXPECT_NE(r.out.find("4556MB"), std::string::npos);
   EXPECT_NE(r.out.find("2^46"), std::string::npos);
   EXPECT_NE(r.out.find("16384.5 MiB"), std::string::npos) << r.out;  // 2 levels (docs/kernel/numbers.md)
+  EXPECT_NE(r.out.find("No --gpu given: GPU 0035:05:00.0"), std::string::npos) << r.out;
+}
+
+// Without --gpu on a machine that lacks 0035:05:00.0: that machine's last GPU, and the output says which.
+TEST(PlanCommand, DefaultGpuIsTheLastGpuOfTheMachineGiven) {
+  const std::string topology = std::string(NV2PT_CLI_TESTDATA) + "/one-v100-32g.dts";
+  Outcome r = run_plan({"--topology", topology.c_str()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("No --gpu given: GPU 0004:04:00.0, the last GPU of this machine."), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("GPU 0004:04:00.0         0x00040000000000 - 0x00042000000000"), std::string::npos) << r.out;
+  r = run_plan({"--topology", topology.c_str(), "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["default_gpu"], "0004:04:00.0");
+  EXPECT_EQ(j["ranges"][1]["start"], 0x40000000000ull);
+  r = run_plan({"--gpu", "0004:04:00.0", "--json"});  // named: no default to report
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_FALSE(nlohmann::json::parse(r.out).contains("default_gpu"));
 }
 
 TEST(PlanCommand, JsonCarriesTheSection53And54Figures) {

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 
 #include "interpose/preload_options.h"
 
@@ -112,27 +113,55 @@ void run(Context& context, RunOptions& o) {
     context.exit_code = WEXITSTATUS(status);
   } else if (WIFSIGNALED(status)) {
     context.exit_code = 128 + WTERMSIG(status);
-    context.err << fmt::format("nv2pt: {} was killed by signal {} ({})\n", o.command[0], WTERMSIG(status),
-                               strsignal(WTERMSIG(status)));
   }
-  if (context.exit_code == 127) return;  // exec failed: said so already
-  if (!fs::exists(report)) {
-    context.err << "nv2pt: no report: the program made no VFIO call (or was killed before exit)\n";
-    return;
+  if (status >= 0 && WIFEXITED(status) && context.exit_code == 127) return;  // exec failed: said so already
+  std::optional<json> j;
+  bool valid = true;
+  if (fs::exists(report)) {
+    std::ifstream in(report);
+    j = json::parse(in, nullptr, false);
+    valid = !j->is_discarded();
   }
-  context.err << "nv2pt: report: " << report << "\n";
+  if (status >= 0) context.err << describe_end(o.command[0], status, j ? &*j : nullptr);
+  if (!j) return;
+  context.err << "nv2pt: report: " << report << (valid && j->contains("fatal_hmi") ? " (the state at the HMI)" : "")
+              << "\n";
   if (!o.log.empty()) context.err << "nv2pt: event log: " << fs::absolute(o.log).string() << "\n";
   if (o.quiet) return;
-  std::ifstream in(report);
-  json j = json::parse(in, nullptr, false);
-  if (j.is_discarded()) {
+  if (!valid) {
     context.err << "nv2pt: the report is not valid JSON\n";
     return;
   }
-  context.err << format_report_summary(j);
+  context.err << format_report_summary(*j);
+}
+
+// What a cause in the report means.
+std::string_view hmi_cause_text(std::string_view cause) {
+  if (cause == "untrained-link") return "GPU RAM touched before the GPU's NVLinks were trained";
+  if (cause == "beyond-real-ram") return "GPU RAM touched beyond the RAM really behind the window";
+  return cause;
 }
 
 }  // namespace
+
+std::string describe_end(const std::string& program, int status, const json* report) {
+  std::string out;
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    if (report && report->contains("fatal_hmi")) {
+      const json& h = (*report)["fatal_hmi"];
+      out += fmt::format("nv2pt: {} was killed by {} after a fatal HMI: GPU {}, host address {}: {} ({})\n", program,
+                         h.value("signal", "SIGBUS"), h.value("gpu", "?"), h.value("hpa", "?"),
+                         hmi_cause_text(h.value("cause", "")), h.value("cause", "?"));
+    } else {
+      out += fmt::format("nv2pt: {} was killed by signal {} ({})\n", program, sig, strsignal(sig));
+    }
+    if (!report) out += "nv2pt: no report: the program was killed before it wrote one (it is written at exit)\n";
+  } else if (!report) {
+    out += "nv2pt: no report: the program made no VFIO call\n";
+  }
+  return out;
+}
 
 std::string find_preload_library() {
   if (const char* env = getenv("NV2PT_PRELOAD"); env && *env) return env;
@@ -151,7 +180,8 @@ std::string find_preload_library() {
 }
 
 std::string format_report_summary(const json& r) {
-  std::string out = "nv2pt: summary of the emulated host at exit:\n";
+  std::string out = r.contains("fatal_hmi") ? "nv2pt: summary of the emulated host at the fatal HMI:\n"
+                                            : "nv2pt: summary of the emulated host at exit:\n";
   if (r.contains("error")) out += fmt::format("  error: {}\n", r["error"].get<std::string>());
   std::vector<std::string> devices;
   for (const json& d : r.value("devices", json::array())) {

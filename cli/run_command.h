@@ -32,4 +32,9 @@ std::string find_preload_library();
 // A few lines for a human: devices, groups, windows, TCEs, registered and locked memory, HMIs, links, compat.
 std::string format_report_summary(const nlohmann::json& report);
 
+// How the program ended, from its wait status and its report (null if it wrote none): the signal that killed it,
+// and when that was a fatal HMI, which one (GPU, address, reason); or why there is no report. Empty for a
+// normal exit with a report.
+std::string describe_end(const std::string& program, int wait_status, const nlohmann::json* report);
+
 }  // namespace nv2pt::cli

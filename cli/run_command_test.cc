@@ -3,6 +3,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
+#include <fmt/format.h>
+
+#include <cstring>
 #include <sstream>
 #include <vector>
 
@@ -84,6 +89,26 @@ TEST(RunCommandTest, SummaryOfAReport) {
   EXPECT_THAT(s, HasSubstr("HMIs: 1\n    2026-01-01T00:00:00 GPU 0004:04:00.0 hpa 0x40400000000: beyond real RAM"));
   EXPECT_THAT(s, HasSubstr("links trained: 2"));
   EXPECT_THAT(s, HasSubstr("compat qemu72-nvlink2-region-info-uaf: on (setting auto), 3 buffers kept"));
+}
+
+// A fatal HMI's report names the HMI; nv2pt run says what killed the program instead of "no VFIO call".
+TEST(RunCommandTest, KilledByAFatalHmiSaysWhichOne) {
+  const nlohmann::json report = nlohmann::json::parse(R"({
+    "hmis": [{"time": "2026-01-01T00:00:00", "gpu": "0004:04:00.0", "hpa": "0x40000000000", "cause": "untrained-link"}],
+    "fatal_hmi": {"time": "2026-01-01T00:00:00", "gpu": "0004:04:00.0", "hpa": "0x40000000000",
+                  "cause": "untrained-link", "signal": "SIGBUS"}
+  })");
+  const int killed_by_sigbus = SIGBUS;  // a wait status: terminated by the signal, no core
+  EXPECT_EQ(describe_end("qemu-system-ppc64", killed_by_sigbus, &report),
+            "nv2pt: qemu-system-ppc64 was killed by SIGBUS after a fatal HMI: GPU 0004:04:00.0, host address "
+            "0x40000000000: GPU RAM touched before the GPU's NVLinks were trained (untrained-link)\n");
+  EXPECT_THAT(format_report_summary(report), HasSubstr("summary of the emulated host at the fatal HMI"));
+  EXPECT_EQ(describe_end("prog", killed_by_sigbus, nullptr),
+            fmt::format("nv2pt: prog was killed by signal {} ({})\n"
+                        "nv2pt: no report: the program was killed before it wrote one (it is written at exit)\n",
+                        SIGBUS, strsignal(SIGBUS)));
+  EXPECT_EQ(describe_end("prog", 3 << 8, nullptr), "nv2pt: no report: the program made no VFIO call\n");
+  EXPECT_EQ(describe_end("prog", 0, &report), "");
 }
 
 }  // namespace

@@ -24,6 +24,7 @@ struct PlanInput {
   unsigned page_shift = 16;  // host IOMMU page
   uint64_t max_alloc_bytes = iommu::kDefaultMaxAllocBytes;
   unsigned guest_page_shift = 24;  // the KVM case: guest IOMMU pages backed by page_shift host TCEs
+  std::string default_gpu;  // the GPU taken because none was named (said in the output), empty otherwise
 };
 
 struct LevelPlan {

@@ -9,8 +9,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <future>
 #include <thread>
 
 #include "interpose/ioctl_names.h"
@@ -102,6 +104,10 @@ Interposer::Interposer(PreloadOptions options)
 void Interposer::start_reporting() {
   if (options_.report.empty()) return;
   std::atexit(report_at_exit);
+  // A fatal HMI kills the process with a signal: no atexit handler runs, so the report is written before it.
+  if (host_) {
+    host_->hardware().hmi_log().set_fatal_hook([this](const platform::Hmi& hmi) { write_fatal_hmi_report(hmi); });
+  }
   if (options_.report_signal == 0) return;
   struct sigaction old;
   if (sigaction(options_.report_signal, nullptr, &old) != 0 || old.sa_handler != SIG_DFL) return;
@@ -133,6 +139,26 @@ void Interposer::write_report() {
   ModelScope scope;
   std::lock_guard lock(report_mutex_);
   (void)write_report_file(*this, options_.report);
+}
+
+void Interposer::write_fatal_hmi_report(const platform::Hmi& hmi) {
+  if (options_.report.empty()) return;
+  // On a thread of its own, waited for a bounded time: the thread that saw the HMI may hold a lock of the model
+  // that the report needs (a model call that touched GPU RAM), and the process must die all the same.
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> written = done->get_future();
+  std::thread([this, hmi, done] {
+    ModelScope scope;
+    {
+      std::lock_guard lock(report_mutex_);
+      (void)write_report_file(*this, options_.report, &hmi);
+    }
+    done->set_value();
+  }).detach();
+  if (written.wait_for(std::chrono::seconds(2)) == std::future_status::ready) return;
+  ModelScope scope;
+  if (written.wait_for(std::chrono::seconds(0)) != std::future_status::ready)  // a late full report stays
+    (void)write_fatal_hmi_only_report(options_.report, hmi);
 }
 
 // --- paths ---

@@ -89,6 +89,8 @@ class Interposer {
 
   // Writes NV2PT_REPORT now (no-op without one).
   void write_report();
+  // Writes NV2PT_REPORT as the state at a fatal HMI, which kills the process next: the report names the HMI.
+  void write_fatal_hmi_report(const platform::Hmi& hmi);
 
   // Device fds handed out so far, by device name (also those closed since), for the report.
   std::map<std::string, unsigned> devices_opened() const;

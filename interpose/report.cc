@@ -71,9 +71,23 @@ json window_json(const vfio::SpaprTceIommu::WindowInfo& w, mm::AddressSpace& as)
   return j;
 }
 
+json hmi_json(const platform::Hmi& h) {
+  return {{"time", fmt::format("{:%Y-%m-%dT%H:%M:%S}", fmt::gmtime(std::chrono::system_clock::to_time_t(h.time)))},
+          {"gpu", h.gpu.to_string()},
+          {"hpa", hex(h.hpa)},
+          {"cause", std::string(platform::to_string(h.cause))}};
+}
+
+// The HMI that kills the process, with its signal.
+json fatal_hmi_json(const platform::Hmi& h) {
+  json f = hmi_json(h);
+  f["signal"] = "SIGBUS";
+  return f;
+}
+
 }  // namespace
 
-json build_report(Interposer& ip) {
+json build_report(Interposer& ip, const platform::Hmi* fatal) {
   mm::AddressSpace& as = mm::AddressSpace::current();
   json r;
   r["nv2pt_report"] = 1;
@@ -179,13 +193,9 @@ json build_report(Interposer& ip) {
                         {"underflows", as.locked_memory().underflows()}};
 
   json hmis = json::array();
-  for (const platform::Hmi& h : host->hardware().hmi_log().entries()) {
-    hmis.push_back({{"time", fmt::format("{:%Y-%m-%dT%H:%M:%S}", fmt::gmtime(std::chrono::system_clock::to_time_t(h.time)))},
-                    {"gpu", h.gpu.to_string()},
-                    {"hpa", hex(h.hpa)},
-                    {"cause", std::string(platform::to_string(h.cause))}});
-  }
+  for (const platform::Hmi& h : host->hardware().hmi_log().entries()) hmis.push_back(hmi_json(h));
   r["hmis"] = std::move(hmis);
+  if (fatal) r["fatal_hmi"] = fatal_hmi_json(*fatal);
 
   json links = json::array();
   const platform::Machine& m = host->machine();
@@ -213,9 +223,12 @@ json build_report(Interposer& ip) {
   return r;
 }
 
-Result<void> write_report_file(Interposer& ip, const std::string& path) {
-  const std::string text = build_report(ip).dump(2) + "\n";
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
+namespace {
+
+// Through a temporary file of this thread and a rename.
+Result<void> write_json_file(const json& report, const std::string& path) {
+  const std::string text = report.dump(2) + "\n";
+  const std::string tmp = fmt::format("{}.tmp.{}.{}", path, getpid(), gettid());
   FILE* f = std::fopen(tmp.c_str(), "w");
   if (!f) return fail(Errno{errno});
   const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
@@ -228,6 +241,23 @@ Result<void> write_report_file(Interposer& ip, const std::string& path) {
     return fail(Errno{errno});
   }
   return {};
+}
+
+}  // namespace
+
+Result<void> write_report_file(Interposer& ip, const std::string& path, const platform::Hmi* fatal) {
+  return write_json_file(build_report(ip, fatal), path);
+}
+
+Result<void> write_fatal_hmi_only_report(const std::string& path, const platform::Hmi& fatal) {
+  json r;
+  r["nv2pt_report"] = 1;
+  r["pid"] = getpid();
+  r["time"] = fmt::format("{:%Y-%m-%dT%H:%M:%S}", fmt::gmtime(std::time(nullptr)));
+  r["error"] = "the model's state could not be read at the fatal HMI (the touching thread held a lock of it)";
+  r["hmis"] = json::array({hmi_json(fatal)});
+  r["fatal_hmi"] = fatal_hmi_json(fatal);
+  return write_json_file(r, path);
 }
 
 }  // namespace nv2pt::interpose

@@ -9,6 +9,7 @@
 //   registered_memory  regions of this process: ua, size, device or pinned, used, mapped
 //   locked_memory      pages charged to RLIMIT_MEMLOCK; pinned pages
 //   hmis               time, GPU, address, cause
+//   fatal_hmi          only in a report written at a fatal HMI: that HMI and the signal that kills the process
 //   links              state per NVLink bridge
 //   compat             the switch: setting, decision, buffers kept
 #pragma once
@@ -18,6 +19,7 @@
 #include <string>
 
 #include "base/errno.h"
+#include "platform/hmi_log.h"
 
 namespace nv2pt::interpose {
 
@@ -26,8 +28,12 @@ class Interposer;
 // TCEs listed per window (the count is always complete).
 inline constexpr size_t kReportTceLimit = 256;
 
-nlohmann::json build_report(Interposer& interposer);
+// `fatal`: the report is written at that fatal HMI, which kills the process next (the report says so).
+nlohmann::json build_report(Interposer& interposer, const platform::Hmi* fatal = nullptr);
 // Writes the report to `path` through a temporary file and a rename, so a reader never sees half a report.
-Result<void> write_report_file(Interposer& interposer, const std::string& path);
+Result<void> write_report_file(Interposer& interposer, const std::string& path, const platform::Hmi* fatal = nullptr);
+// The report of a fatal HMI whose state could not be read (the thread that saw it holds a lock the report needs):
+// the HMI and why the rest is missing. Reads nothing of the model.
+Result<void> write_fatal_hmi_only_report(const std::string& path, const platform::Hmi& fatal);
 
 }  // namespace nv2pt::interpose

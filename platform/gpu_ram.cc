@@ -58,7 +58,9 @@ struct GpuRam::Impl {
   bool populate(uint64_t start, uint64_t len);
   // The rule: nullopt if the access to the model page at `offset` is allowed, else the HMI cause.
   std::optional<HmiCause> violation(uint64_t offset) const;
-  void record(uint64_t offset, HmiCause cause);
+  // Records the HMI; under the fatal policy through the log's fatal hook, and then returns true: the caller sends
+  // the signal.
+  bool record(uint64_t offset, HmiCause cause);
 
   Range real_part(uintptr_t start, const Mapping& m) const;
   bool register_range(uint64_t start, uint64_t len) const;
@@ -204,8 +206,14 @@ std::optional<HmiCause> GpuRam::Impl::violation(uint64_t offset) const {
   return std::nullopt;
 }
 
-void GpuRam::Impl::record(uint64_t offset, HmiCause cause) {
-  log.record(Hmi{std::chrono::system_clock::now(), config.gpu, config.window_base + offset, cause});
+bool GpuRam::Impl::record(uint64_t offset, HmiCause cause) {
+  const Hmi hmi{std::chrono::system_clock::now(), config.gpu, config.window_base + offset, cause};
+  if (policy.load() != HmiPolicy::kFatal) {
+    log.record(hmi);
+    return false;
+  }
+  log.record_fatal(hmi);
+  return true;
 }
 
 // Installs zero pages over [start, start + len) (machine pages), skipping those already in the memfd, then wakes
@@ -332,10 +340,8 @@ void GpuRam::Impl::handle_fault(const uffd_msg& msg) {
   const uint64_t lo = std::max(map_start, address - (offset - page_offset));
   const uint64_t hi = std::min(map_start + mapping.len, address - (offset - page_offset) + kModelPage);
 
-  const auto cause = violation(offset);
-  if (cause) {
-    record(offset, *cause);
-    if (policy.load() == HmiPolicy::kFatal) {
+  if (const auto cause = violation(offset)) {
+    if (record(offset, *cause)) {
       // A machine check on the touching thread. The wake lets it return to user mode, where the signal lands
       // before the access is retried.
       const auto tid = static_cast<pid_t>(msg.arg.pagefault.feat.ptid);
@@ -396,8 +402,7 @@ Result<void> GpuRam::read(uint64_t offset, std::span<std::byte> out) {
     const uint64_t chunk = std::min(*end, align_down(pos, kModelPage) + kModelPage) - pos;
     auto part = out.subspan(pos - offset, chunk);
     if (const auto cause = impl_->violation(pos)) {
-      impl_->record(pos, *cause);
-      if (impl_->policy.load() == HmiPolicy::kFatal) raise(SIGBUS);
+      if (impl_->record(pos, *cause)) raise(SIGBUS);
       if (*cause == HmiCause::kBeyondRealRam) {
         std::memset(part.data(), 0, part.size());
         pos += chunk;
@@ -418,8 +423,7 @@ Result<void> GpuRam::write(uint64_t offset, std::span<const std::byte> in) {
     const uint64_t chunk = std::min(*end, align_down(pos, kModelPage) + kModelPage) - pos;
     auto part = in.subspan(pos - offset, chunk);
     if (const auto cause = impl_->violation(pos)) {
-      impl_->record(pos, *cause);
-      if (impl_->policy.load() == HmiPolicy::kFatal) raise(SIGBUS);
+      if (impl_->record(pos, *cause)) raise(SIGBUS);
       if (*cause == HmiCause::kBeyondRealRam) {  // no RAM there: the write goes nowhere
         pos += chunk;
         continue;

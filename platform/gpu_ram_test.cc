@@ -1,6 +1,7 @@
 #include "platform/gpu_ram.h"
 
 #include <gtest/gtest.h>
+
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -8,6 +9,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -115,8 +117,10 @@ void report_and_die(int) {
   raise(SIGBUS);
 }
 
+// With `expected_hook_hpa`, the log's fatal hook writes the HMI's address into the pipe too: before the signal.
 template <class Touch>
-void expect_sigbus_in_child(uint64_t expected_hmis, bool untrained, Touch touch) {
+void expect_sigbus_in_child(uint64_t expected_hmis, bool untrained, Touch touch,
+                            std::optional<uint64_t> expected_hook_hpa = std::nullopt) {
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
   const pid_t pid = fork();
@@ -135,6 +139,12 @@ void expect_sigbus_in_child(uint64_t expected_hmis, bool untrained, Touch touch)
     c.policy = HmiPolicy::kFatal;
     auto ram = GpuRam::create(c, log, [] { return g_child_trained.load(); });
     if (!ram) _exit(3);
+    if (expected_hook_hpa) {
+      log.set_fatal_hook([](const Hmi& h) {
+        const uint64_t hpa = h.hpa;
+        (void)!write(g_report_fd, &hpa, sizeof hpa);
+      });
+    }
     signal(SIGBUS, report_and_die);
     touch(**ram);
     _exit(0);  // not reached if the HMI was fatal
@@ -142,6 +152,8 @@ void expect_sigbus_in_child(uint64_t expected_hmis, bool untrained, Touch touch)
   close(fds[1]);
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  uint64_t hook_hpa = 0;
+  const ssize_t hook_n = expected_hook_hpa ? read(fds[0], &hook_hpa, sizeof hook_hpa) : 0;
   uint64_t reported = ~uint64_t{0};
   const ssize_t n = read(fds[0], &reported, sizeof reported);
   close(fds[0]);
@@ -149,6 +161,10 @@ void expect_sigbus_in_child(uint64_t expected_hmis, bool untrained, Touch touch)
   EXPECT_EQ(WTERMSIG(status), SIGBUS);
   ASSERT_EQ(n, static_cast<ssize_t>(sizeof reported));
   EXPECT_EQ(reported, expected_hmis);
+  if (expected_hook_hpa) {
+    ASSERT_EQ(hook_n, static_cast<ssize_t>(sizeof hook_hpa)) << "the fatal hook did not run before the signal";
+    EXPECT_EQ(hook_hpa, *expected_hook_hpa);
+  }
 }
 
 TEST(GpuRamFatal, UntrainedTouchRaisesSigbusInTheTouchingThread) {
@@ -158,6 +174,20 @@ TEST(GpuRamFatal, UntrainedTouchRaisesSigbusInTheTouchingThread) {
     volatile uint8_t* p = static_cast<volatile uint8_t*>(*m);
     (void)p[k64K];
   });
+}
+
+// The interposer writes its report there: the hook runs after the HMI is recorded, before the signal.
+TEST(GpuRamFatal, FatalHookRunsBeforeTheSignal) {
+  expect_sigbus_in_child(1, /*untrained=*/true, [](GpuRam& ram) {
+    auto m = ram.map(nullptr, 0, kWindow, PROT_READ | PROT_WRITE);
+    if (!m) _exit(4);
+    volatile uint8_t* p = static_cast<volatile uint8_t*>(*m);
+    (void)p[k64K];
+  }, kWindowBase + k64K);
+  expect_sigbus_in_child(1, /*untrained=*/false, [](GpuRam& ram) {
+    std::byte b[4];
+    (void)ram.read(kReal, b);
+  }, kWindowBase + kReal);
 }
 
 TEST(GpuRamFatal, ReadBeyondRealRamThroughReadRaisesSigbus) {

@@ -23,6 +23,21 @@ void HmiLog::record(const Hmi& hmi) {
   entries_.push_back(hmi);
 }
 
+void HmiLog::record_fatal(const Hmi& hmi) {
+  std::function<void(const Hmi&)> hook;
+  {
+    std::lock_guard lock(mutex_);
+    entries_.push_back(hmi);
+    hook = fatal_hook_;
+  }
+  if (hook) hook(hmi);
+}
+
+void HmiLog::set_fatal_hook(std::function<void(const Hmi&)> hook) {
+  std::lock_guard lock(mutex_);
+  fatal_hook_ = std::move(hook);
+}
+
 std::vector<Hmi> HmiLog::entries() const {
   std::lock_guard lock(mutex_);
   return entries_;

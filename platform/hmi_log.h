@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string_view>
 #include <vector>
@@ -33,12 +34,18 @@ struct Hmi {
 class HmiLog {
  public:
   void record(const Hmi& hmi);
+  // A fatal HMI: recorded, then the fatal hook runs, before the caller sends the signal that kills the process.
+  void record_fatal(const Hmi& hmi);
+  // What runs for a fatal HMI: the last moment the process can save what it knows (the interposer writes its
+  // report there). It runs on the thread that saw the HMI, which may hold locks of the model.
+  void set_fatal_hook(std::function<void(const Hmi&)> hook);
   std::vector<Hmi> entries() const;
   size_t size() const;
 
  private:
   mutable std::mutex mutex_;
   std::vector<Hmi> entries_;
+  std::function<void(const Hmi&)> fatal_hook_;
 };
 
 }  // namespace nv2pt::platform

@@ -25,7 +25,9 @@ Result<void> Container::attach_group(Group& group) {
   std::lock_guard lock(mutex_);
   if (std::find(groups_.begin(), groups_.end(), &group) != groups_.end()) return fail(kEBUSY);
   if (iommu_) NV2PT_TRY(iommu_->attach_group(group));
-  groups_.push_back(&group);
+  // vfio_group_set_container's list_add: newest first. SET_IOMMU attaches the groups to the driver in this order,
+  // so the driver, which adds at the front too, lists groups attached before SET_IOMMU oldest first.
+  groups_.insert(groups_.begin(), &group);
   return {};
 }
 

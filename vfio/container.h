@@ -48,7 +48,7 @@ class Container {
   const SpaprTceIommu::Options options_;
   // Held shared while an ioctl runs in the driver, exclusive to change groups or the driver (vfio.c's group_lock).
   mutable std::shared_mutex mutex_;
-  std::vector<Group*> groups_;
+  std::vector<Group*> groups_;  // newest first (vfio_group_set_container's list_add)
   std::unique_ptr<SpaprTceIommu> iommu_;
 };
 

@@ -1,5 +1,7 @@
 // EEH ("enhanced error handling") state of the PE behind a VFIO group, as VFIO_EEH_PE_OP drives it
-// (vfio_spapr_eeh.c). The model keeps the PE state machine; errors are raised by injection.
+// (vfio_spapr_iommu_eeh_ioctl over eeh_pe_set_option, eeh_pe_get_state, eeh_pe_reset, eeh_pe_configure and
+// eeh_pe_inject_err, on the PowerNV platform). The state is the PHB's freeze state of the PE: MMIO and DMA frozen
+// separately. There is no per-PE "EEH enabled" state: DISABLE does nothing and GET_STATE always reads the PHB.
 #pragma once
 
 #include "vfio/uapi.h"
@@ -17,17 +19,20 @@ class EehPe {
   // EINVAL for an unknown op or a bad INJECT_ERR argument.
   Result<long> op(const vfio_eeh_pe_op& op);
 
-  bool enabled() const;
   // Freezes the PE as an error would (both MMIO and DMA stopped).
   void freeze();
   uint32_t state() const;
+  // A hot or fundamental reset asserted and not yet deactivated (config space is blocked meanwhile).
+  bool reset_asserted() const;
 
  private:
+  uint32_t state_locked() const;
+  void thaw_locked() { mmio_frozen_ = dma_frozen_ = false; }
+
   mutable std::mutex mutex_;
-  bool enabled_ = false;
-  bool io_frozen_ = false;
+  bool mmio_frozen_ = false;
   bool dma_frozen_ = false;
-  bool in_reset_ = false;
+  bool reset_asserted_ = false;
 };
 
 }  // namespace nv2pt::vfio

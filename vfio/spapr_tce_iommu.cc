@@ -108,7 +108,8 @@ Result<void> SpaprTceIommu::attach_group(Group& group) {
     }
     if (groups_.empty() && !windows_[0].view) default_window_pending_ = true;
   }
-  groups_.push_back(&group);
+  // list_add: the newest group is first, the one GET_INFO and window creation ask and the first EEH_PE_OP reaches.
+  groups_.insert(groups_.begin(), &group);
   return {};
 }
 
@@ -266,14 +267,14 @@ Result<long> SpaprTceIommu::eeh_pe_op(mm::AddressSpace& caller, const vfio_eeh_p
     NV2PT_TRY(check_mm(caller));
     groups = groups_;
   }
-  // No groups: 0, as in the kernel (docs/kernel/eeh.md#pe-op; kept).
-  long ret = 0;
+  // No groups: 0, as in the kernel (docs/kernel/eeh.md#pe-op; kept). Newest group first; the first non-zero result
+  // ends the loop, a GET_STATE that is not NORMAL as well as an error (tce_iommu_ioctl).
   for (Group* g : groups) {
     if (op.argsz < offsetofend(vfio_eeh_pe_op, op) || op.flags) return fail(kEINVAL);
     if (op.op == VFIO_EEH_PE_INJECT_ERR && op.argsz < offsetofend(vfio_eeh_pe_op, err.mask)) return fail(kEINVAL);
-    ret = NV2PT_TRY(g->eeh().op(op));
+    if (const long ret = NV2PT_TRY(g->eeh().op(op))) return ret;
   }
-  return ret;
+  return 0;
 }
 
 // --- v1 enable ---

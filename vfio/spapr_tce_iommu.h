@@ -139,7 +139,7 @@ class SpaprTceIommu {
   bool default_window_pending_ = false;
   uint64_t v1_locked_pages_ = 0;
   std::array<Window, iommu::kMaxWindows> windows_;
-  std::vector<Group*> groups_;
+  std::vector<Group*> groups_;  // newest first, as tce_iommu_attach_group's list_add keeps them
   std::vector<mm::RegionRef> registrations_;  // one `used` reference each
 };
 

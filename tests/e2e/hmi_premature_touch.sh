@@ -4,7 +4,8 @@
 #   --hmi log: recorded (time, GPU, host address, cause), the page reads as zeros, QEMU goes on.
 #   --hmi fatal (the default): QEMU dies of SIGBUS, as the real host's machine check kills it. The monitor read runs
 #   on QEMU's main thread, which blocks SIGBUS (it takes signals through a signalfd); a machine check cannot be
-#   blocked, and the model forces it through as the kernel's force_sig does.
+#   blocked, and the model forces it through as the kernel's force_sig does. The report is written just before,
+#   with the HMI that killed QEMU; nv2pt run names it.
 source "$(dirname "$0")/lib.sh"
 read_gpu_ram='{"execute":"human-monitor-command","arguments":{"command-line":"xp /1gx 0x400000000000"}}'
 
@@ -29,5 +30,17 @@ echo "$read_gpu_ram" >&"${QMP[1]}"
 rc=0
 wait "$QMP_NV2PT_PID" || rc=$?
 expect_eq "$rc" $((128 + 7)) "nv2pt run's status after a fatal HMI (128 + SIGBUS)"
+# The signal runs no exit handler: the library wrote the report at the HMI, before the signal, and says so.
+[ -s "$WORK/fatal.json" ] || fail "no report after the fatal HMI"
+f='.fatal_hmi'
+expect_eq "$(jq -r "$f.gpu" "$WORK/fatal.json")" 0004:04:00.0 "fatal HMI GPU in the report"
+expect_eq "$(jq -r "$f.cause" "$WORK/fatal.json")" untrained-link "fatal HMI cause in the report"
+expect_eq "$(jq -r "$f.signal" "$WORK/fatal.json")" SIGBUS "fatal HMI signal in the report"
+expect_eq "$(jq -r "$f.hpa" "$WORK/fatal.json")" "$(jq -r '.gpu_ram[0].window_base' "$WORK/fatal.json")" "fatal HMI address"
+expect_eq "$(jq -r '.hmis | length' "$WORK/fatal.json")" 1 "HMIs in the report at the fatal HMI"
+expect_eq "$(jq -r '.devices[0].address' "$WORK/fatal.json")" 0004:04:00.0 "devices open at the fatal HMI"
+expect_grep "was killed by SIGBUS after a fatal HMI: GPU 0004:04:00.0, host address $(jq -r "$f.hpa" "$WORK/fatal.json")" "$WORK/fatal.err"
+expect_grep "(the state at the HMI)" "$WORK/fatal.err"
+expect_no_grep "made no VFIO call" "$WORK/fatal.err"
 
 echo PASS

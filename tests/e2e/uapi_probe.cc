@@ -3,6 +3,8 @@
 // are no container (EINVAL); the overloaded ioctl numbers dispatched by fd type; VFIO_DEVICE_PCI_HOT_RESET with
 // group fds resolved through the fd table (a container fd is EINVAL, a closed fd EBADF); device mmap and munmap;
 // and close releasing everything, so the group opens again. Prints one line per check; exit 1 on the first failure.
+// `uapi_probe fatal-pread`: reads GPU RAM through pread before any link is trained, a fatal HMI on a thread that
+// holds the device's lock (hmi_fatal_pread.sh checks what nv2pt run and the report say).
 #include <fcntl.h>
 #include <linux/vfio.h>
 #include <stdlib.h>
@@ -47,9 +49,26 @@ std::string read_all(const char* path) {
 const char* kGpu = "0004:04:00.0";
 const char* kBridge = "0006:00:00.0";
 
+// The HMI kills the process inside pread; returning is a failure.
+int fatal_pread() {
+  int group = open("/dev/vfio/4", O_RDWR | O_CLOEXEC);
+  int container = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
+  check(group >= 0 && container >= 0 && ioctl(group, VFIO_GROUP_SET_CONTAINER, &container) == 0 &&
+            ioctl(container, VFIO_SET_IOMMU, VFIO_SPAPR_TCE_v2_IOMMU) == 0,
+        "group 4 in a v2 container");
+  int gpu = ioctl(group, VFIO_GROUP_GET_DEVICE_FD, kGpu);
+  vfio_region_info rinfo = {.argsz = sizeof rinfo, .index = VFIO_PCI_NUM_REGIONS};
+  check(gpu >= 0 && ioctl(gpu, VFIO_DEVICE_GET_REGION_INFO, &rinfo) == 0 && rinfo.size > 0, "GPU-RAM region");
+  uint64_t word = 0;
+  const ssize_t n = pread(gpu, &word, sizeof word, static_cast<off_t>(rinfo.offset));
+  check(false, "pread of GPU RAM before link training returned " + std::to_string(n));
+  return 1;
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "fatal-pread") return fatal_pread();
   // --- sysfs, /dev/vfio, /proc/device-tree ---
   struct stat st;
   check(stat("/sys/bus/pci/devices/0004:04:00.0", &st) == 0 && S_ISDIR(st.st_mode), "device directory");
