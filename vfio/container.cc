@@ -38,15 +38,17 @@ void Container::detach_group(Group& group) {
   if (groups_.empty()) iommu_.reset();  // the last group out deprivileges the container
 }
 
-Result<long> Container::ioctl(mm::AddressSpace& caller, unsigned long cmd, unsigned long arg) {
+Result<long> Container::dispatch(mm::AddressSpace* caller, unsigned long cmd, unsigned long arg) {
   switch (cmd) {
     case VFIO_GET_API_VERSION: return api_version();
+    // The driver's answer once one is set; the same answer as before, since only the sPAPR driver exists.
+    case VFIO_CHECK_EXTENSION: return check_extension(arg);
     case VFIO_SET_IOMMU: NV2PT_TRY(set_iommu(arg)); return 0;
     default: break;
   }
   std::shared_lock lock(mutex_);
-  if (!iommu_) return cmd == VFIO_CHECK_EXTENSION ? Result<long>(check_extension(arg)) : fail(kENOTTY);
-  return iommu_->ioctl(caller, cmd, arg);
+  if (!iommu_) return fail(kEINVAL);  // no driver: vfio_fops_unl_ioctl's initial -EINVAL
+  return iommu_->ioctl(caller ? *caller : mm::AddressSpace::current(), cmd, arg);
 }
 
 std::shared_ptr<iommu::TceTable> Container::window_table(const iommu::TceTable* view) const {

@@ -2,11 +2,27 @@
 
 #include <algorithm>
 
+#include "base/host_page.h"
 #include "platform/machine.h"
 #include "vfio/container.h"
 #include "vfio/pci_device.h"
 
 namespace nv2pt::vfio {
+namespace {
+
+class NoFds final : public FdResolver {
+ public:
+  Result<std::shared_ptr<Container>> container(int) const override { return fail(kEBADF); }
+  Result<Group*> group(int) const override { return fail(kEBADF); }
+  Result<int> install_device(Group&, PciDevice&) override { return fail(Errno{EMFILE}); }
+};
+
+}  // namespace
+
+FdResolver& FdResolver::none() {
+  static NoFds none;
+  return none;
+}
 
 Group::Group(int id, iommu::TableGroup* table_group, const platform::Machine* machine,
              std::vector<PciDevice*> devices)
@@ -91,6 +107,42 @@ Result<PciDevice*> Group::get_device(mm::AddressSpace& caller, std::string_view 
   NV2PT_TRY((*it)->open(caller, kvm_lpid_));
   ++device_fds_;
   return *it;
+}
+
+Result<long> Group::ioctl(mm::AddressSpace& caller, unsigned long cmd, unsigned long arg, FdResolver& fds) {
+  switch (cmd) {
+    case VFIO_GROUP_GET_STATUS: {
+      vfio_group_status status;
+      const size_t minsz = offsetofend(vfio_group_status, flags);
+      NV2PT_TRY(copy_in(arg, status, minsz));
+      NV2PT_TRY(get_status(status));
+      NV2PT_TRY(copy_out(arg, status, minsz));
+      return 0;
+    }
+    case VFIO_GROUP_SET_CONTAINER: {
+      int32_t fd;
+      NV2PT_TRY(copy_in(arg, fd));
+      if (fd < 0) return fail(kEINVAL);
+      // vfio_group_set_container: a group already in use is EINVAL before the fd is even looked at.
+      if (container()) return fail(kEINVAL);
+      std::shared_ptr<Container> c = NV2PT_TRY(fds.container(fd));
+      NV2PT_TRY(set_container(c));
+      return 0;
+    }
+    case VFIO_GROUP_UNSET_CONTAINER: NV2PT_TRY(unset_container()); return 0;
+    case VFIO_GROUP_GET_DEVICE_FD: {
+      // strndup_user(arg, PAGE_SIZE): the name, read up to its NUL.
+      const std::string name = NV2PT_TRY(mm::copy_string_from_client(arg, kHostPageSize));
+      PciDevice* device = NV2PT_TRY(get_device(caller, name));
+      Result<int> fd = fds.install_device(*this, *device);
+      if (!fd) {
+        device_released(*device);
+        return fail(fd.error());
+      }
+      return *fd;
+    }
+    default: return fail(kENOTTY);
+  }
 }
 
 void Group::set_kvm(std::optional<uint64_t> lpid) {

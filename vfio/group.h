@@ -14,6 +14,7 @@
 #include "iommu/table_group.h"
 #include "mm/address_space.h"
 #include "vfio/eeh_pe.h"
+#include "vfio/fd_resolver.h"
 #include "vfio/uapi.h"
 
 namespace nv2pt::platform {
@@ -45,6 +46,10 @@ class Group {
 
   // Every member bound to vfio-pci or to no driver.
   bool viable() const;
+
+  // The group fd's ioctls (vfio_group_fops_unl_ioctl), arguments read from and written to the caller's memory.
+  // The fds they name are resolved through `fds`, which also makes the fd VFIO_GROUP_GET_DEVICE_FD returns.
+  Result<long> ioctl(mm::AddressSpace& caller, unsigned long cmd, unsigned long arg, FdResolver& fds);
 
   // VFIO_GROUP_GET_STATUS.
   Result<void> get_status(vfio_group_status& status) const;

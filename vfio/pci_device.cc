@@ -21,18 +21,6 @@ namespace {
 constexpr unsigned kRegionShift = 40;  // VFIO_PCI_OFFSET_SHIFT
 constexpr uint64_t kRegionMask = (1ull << kRegionShift) - 1;
 
-template <class T>
-void copy_out(unsigned long arg, const T& value, size_t len = sizeof(T)) {
-  std::memcpy(reinterpret_cast<void*>(arg), &value, len);
-}
-
-template <class T>
-Result<void> copy_in(unsigned long arg, T& value, size_t len = sizeof(T)) {
-  if (!arg) return fail(kEFAULT);
-  std::memcpy(&value, reinterpret_cast<const void*>(arg), len);
-  return {};
-}
-
 int dup_eventfd(int fd) { return fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0); }
 
 // An empty file: a shared mapping of it raises SIGBUS on every access, as the kernel's zapped BAR VMAs do while
@@ -165,7 +153,8 @@ bool PciDevice::reset_works() const {
 
 // --- ioctls ---
 
-Result<long> PciDevice::ioctl(mm::AddressSpace& caller, unsigned long cmd, unsigned long arg) {
+Result<long> PciDevice::ioctl(mm::AddressSpace& caller, unsigned long cmd, unsigned long arg,
+                              const FdResolver& fds) {
   (void)caller;
   switch (cmd) {
     case VFIO_DEVICE_GET_INFO: return get_info(arg);
@@ -179,6 +168,7 @@ Result<long> PciDevice::ioctl(mm::AddressSpace& caller, unsigned long cmd, unsig
       return 0;
     }
     case VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: return get_hot_reset_info(arg);
+    case VFIO_DEVICE_PCI_HOT_RESET: return hot_reset_ioctl(arg, fds);
     default: return fail(kENOTTY);
   }
 }
@@ -192,7 +182,7 @@ Result<long> PciDevice::get_info(unsigned long arg) {
   info.flags = VFIO_DEVICE_FLAGS_PCI | (reset_works() ? VFIO_DEVICE_FLAGS_RESET : 0);
   info.num_regions = VFIO_PCI_NUM_REGIONS + static_cast<uint32_t>(state_->extra.size());
   info.num_irqs = VFIO_PCI_NUM_IRQS;
-  copy_out(arg, info, minsz);
+  NV2PT_TRY(copy_out(arg, info, minsz));
   return 0;
 }
 
@@ -240,12 +230,20 @@ Result<long> PciDevice::get_region_info(unsigned long arg) {
       info.argsz = static_cast<uint32_t>(sizeof(info) + caps.size());
     } else {
       const std::vector<std::byte> placed = caps.placed_after(sizeof(info));
-      std::memcpy(reinterpret_cast<char*>(arg) + sizeof(info), placed.data(), placed.size());
+      NV2PT_TRY(mm::copy_to_client(arg + sizeof(info), placed.data(), placed.size()));
       info.cap_offset = sizeof(info);
     }
   }
-  copy_out(arg, info, minsz);
+  NV2PT_TRY(copy_out(arg, info, minsz));
   return 0;
+}
+
+bool PciDevice::region_has_capability(uint32_t index, uint16_t cap_id) const {
+  std::lock_guard lock(state_->mutex);
+  if (index < VFIO_PCI_NUM_REGIONS || index - VFIO_PCI_NUM_REGIONS >= state_->extra.size()) return false;
+  CapabilityChain caps;
+  state_->extra[index - VFIO_PCI_NUM_REGIONS]->add_capabilities(caps);
+  return caps.contains(cap_id);
 }
 
 uint32_t PciDevice::irq_count(unsigned index) const {
@@ -270,7 +268,7 @@ Result<long> PciDevice::get_irq_info(unsigned long arg) {
   info.count = irq_count(info.index);
   info.flags |= info.index == VFIO_PCI_INTX_IRQ_INDEX ? (VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED)
                                                       : VFIO_IRQ_INFO_NORESIZE;
-  copy_out(arg, info, minsz);
+  NV2PT_TRY(copy_out(arg, info, minsz));
   return 0;
 }
 
@@ -298,7 +296,9 @@ Result<long> PciDevice::set_irqs(unsigned long arg) {
     default: return fail(kEINVAL);
   }
   if (element && uint64_t{hdr.argsz} - minsz < uint64_t{hdr.count} * element) return fail(kEINVAL);
-  const auto* data = reinterpret_cast<const uint8_t*>(arg) + minsz;
+  // The data (memdup_user of count elements): at most the index's vectors, by the bounds above.
+  std::vector<uint8_t> data(uint64_t{hdr.count} * element);
+  NV2PT_TRY(mm::copy_from_client(data.data(), arg + minsz, data.size()));
   State::IrqState& irq = state_->irqs[hdr.index];
   const uint32_t action = hdr.flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
   const bool intx = hdr.index == VFIO_PCI_INTX_IRQ_INDEX;
@@ -322,7 +322,7 @@ Result<long> PciDevice::set_irqs(unsigned long arg) {
     if (irq.fds.size() < hdr.start + hdr.count) irq.fds.resize(hdr.start + hdr.count, -1);
     for (uint32_t i = 0; i < hdr.count; ++i) {
       int32_t fd;
-      std::memcpy(&fd, data + 4 * i, 4);
+      std::memcpy(&fd, data.data() + 4 * i, 4);
       int& slot = irq.fds[hdr.start + i];
       if (slot >= 0) ::close(slot);
       slot = -1;
@@ -356,20 +356,20 @@ Result<long> PciDevice::get_hot_reset_info(unsigned long arg) {
   if (hdr.argsz < sizeof(hdr) + affected.size() * sizeof(vfio_pci_dependent_device)) {
     // The kernel writes the count back and fails with ENOSPC; the client retries with room for them.
     hdr.count = static_cast<uint32_t>(affected.size());
-    copy_out(arg, hdr, minsz);
+    NV2PT_TRY(copy_out(arg, hdr, minsz));
     return fail(kENOSPC);
   }
-  auto* devices = reinterpret_cast<vfio_pci_dependent_device*>(reinterpret_cast<char*>(arg) + minsz);
+  std::vector<vfio_pci_dependent_device> devices(affected.size());
   for (size_t i = 0; i < affected.size(); ++i) {
-    vfio_pci_dependent_device d{};
+    vfio_pci_dependent_device& d = devices[i];
     d.group_id = affected[i]->iommu_group.value_or(0);
     d.segment = static_cast<uint16_t>(affected[i]->address.domain);
     d.bus = affected[i]->address.bus;
     d.devfn = static_cast<uint8_t>(affected[i]->address.device << 3 | affected[i]->address.function);
-    std::memcpy(&devices[i], &d, sizeof(d));
   }
   hdr.count = static_cast<uint32_t>(affected.size());
-  copy_out(arg, hdr, minsz);
+  NV2PT_TRY(copy_out(arg, hdr, minsz));
+  NV2PT_TRY(mm::copy_to_client(arg + minsz, devices.data(), devices.size() * sizeof(vfio_pci_dependent_device)));
   return 0;
 }
 
@@ -382,6 +382,24 @@ Result<std::vector<const platform::PciFunction*>> PciDevice::reset_scope() const
     if (f.address.domain == address_.domain && f.address.bus == address_.bus) affected.push_back(&f);
   }
   return affected;
+}
+
+Result<long> PciDevice::hot_reset_ioctl(unsigned long arg, const FdResolver& fds) {
+  // vfio_pci_ioctl's order: the header, argsz and flags, whether a bus reset exists at all, the count against the
+  // functions it would reset, then the group fds (count of them right after the header; argsz is not checked
+  // against it), each one EBADF if not open and EINVAL if no group.
+  vfio_pci_hot_reset hdr;
+  const size_t minsz = offsetofend(vfio_pci_hot_reset, count);
+  NV2PT_TRY(copy_in(arg, hdr, minsz));
+  if (hdr.argsz < minsz || hdr.flags) return fail(kEINVAL);
+  const std::vector<const platform::PciFunction*> affected = NV2PT_TRY(reset_scope());
+  if (hdr.count == 0 || hdr.count > affected.size()) return fail(kEINVAL);
+  std::vector<int32_t> group_fds(hdr.count);
+  NV2PT_TRY(mm::copy_from_client(group_fds.data(), arg + minsz, group_fds.size() * sizeof(int32_t)));
+  std::vector<Group*> groups;
+  for (int32_t fd : group_fds) groups.push_back(NV2PT_TRY(fds.group(fd)));
+  NV2PT_TRY(hot_reset(hdr, groups));
+  return 0;
 }
 
 Result<void> PciDevice::hot_reset(const vfio_pci_hot_reset& request, std::span<Group* const> groups) {

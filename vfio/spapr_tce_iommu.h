@@ -72,8 +72,9 @@ class SpaprTceIommu {
   Result<void> create_window(mm::AddressSpace& caller, vfio_iommu_spapr_tce_create& create);
   Result<void> remove_window(mm::AddressSpace& caller, const vfio_iommu_spapr_tce_remove& remove);
 
-  // Dispatch of a container ioctl by number, for the interposer: `arg` is the user's pointer (EFAULT if null) or,
-  // for CHECK_EXTENSION, the value. ENOTTY for calls this driver does not have or that the other version owns.
+  // Dispatch of a container ioctl by number (tce_iommu_ioctl): `arg` is the user's pointer (EFAULT if it cannot
+  // be read or written) or, for CHECK_EXTENSION, the value. ENOTTY for calls this driver does not have or that the
+  // other version owns.
   Result<long> ioctl(mm::AddressSpace& caller, unsigned long cmd, unsigned long arg);
 
   // Introspection for reports, tests and the invariant checker.
@@ -110,6 +111,8 @@ class SpaprTceIommu {
   };
 
   Result<void> bind_mm(mm::AddressSpace& caller);
+  // tce_iommu_ioctl's checks that come before it copies the argument in (EPERM for another process first).
+  Result<void> check_before_copy(mm::AddressSpace& caller, unsigned long cmd);
   Result<void> check_mm(mm::AddressSpace& caller) const;
   Group* first_group() const { return groups_.empty() ? nullptr : groups_.front(); }
 
