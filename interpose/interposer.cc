@@ -13,6 +13,8 @@
 #include <cstring>
 #include <thread>
 
+#include "base/thread_annotations.h"
+#include "base/log.h"
 #include "interpose/ioctl_names.h"
 #include "interpose/report.h"
 #include "platform/device_tree.h"
@@ -28,23 +30,18 @@ constinit FdTableStorage fd_table_storage;
 
 namespace {
 
-void say(const std::string& message) {
-  const std::string line = "nv2pt: " + message + "\n";
-  (void)!::write(2, line.data(), line.size());
-}
-
 std::unique_ptr<vfio::Host> create_host(const PreloadOptions& options) {
   auto tree = options.topology.empty() ? platform::TopologyResult<platform::DeviceTree>(
                                              platform::DeviceTree::embedded_default())
                                        : platform::DeviceTree::load(options.topology);
   if (!tree) {
-    say("error: " + tree.error().message + " (no emulated devices)");
+    log_line("error: " + tree.error().message + " (no emulated devices)");
     return nullptr;
   }
   std::string origin = tree->origin();
   auto machine = platform::Machine::load(std::move(*tree));
   if (!machine) {
-    say("error: " + origin + ": " + machine.error().message + " (no emulated devices)");
+    log_line("error: " + origin + ": " + machine.error().message + " (no emulated devices)");
     return nullptr;
   }
   vfio::HostOptions host_options;
@@ -52,7 +49,7 @@ std::unique_ptr<vfio::Host> create_host(const PreloadOptions& options) {
   host_options.runtime_dir = options.runtime_dir;
   auto host = vfio::Host::create(std::move(*machine), host_options);
   if (!host) {
-    say(fmt::format("error: cannot create the emulated host: {} (no emulated devices)", errno_name(host.error())));
+    log_line(fmt::format("error: cannot create the emulated host: {} (no emulated devices)", errno_name(host.error())));
     return nullptr;
   }
   return std::move(*host);
@@ -79,7 +76,7 @@ Interposer& Interposer::create() {
     ModelScope scope;
     auto options = read_preload_options([](const char* name) -> const char* { return ::getenv(name); });
     if (!options) {
-      say("error: " + options.error() + "; using defaults");
+      log_line("error: " + options.error() + "; using defaults");
       options = read_preload_options([](const char*) -> const char* { return nullptr; });
     }
     auto* ip = new Interposer(std::move(*options));
@@ -119,14 +116,14 @@ void Interposer::start_reporting() {
 }
 
 std::map<std::string, unsigned> Interposer::devices_opened() const {
-  std::lock_guard lock(history_mutex_);
+  MutexLock lock(history_mutex_);
   return devices_opened_;
 }
 
 void Interposer::write_report() {
   if (options_.report.empty()) return;
   ModelScope scope;
-  std::lock_guard lock(report_mutex_);
+  MutexLock lock(report_mutex_);
   (void)write_report_file(*this, options_.report);
 }
 
@@ -331,7 +328,7 @@ Result<vfio::Group*> Interposer::group(int fd) const {
 Result<int> Interposer::install_device(vfio::Group& group, vfio::PciDevice& device) {
   auto o = std::make_unique<FdObject>(FdObject{.kind = FdKind::kDevice, .group = &group, .device = &device});
   const int fd = NV2PT_TRY(install(memfd_create("vfio-device", MFD_CLOEXEC), std::move(o)));
-  std::lock_guard lock(history_mutex_);
+  MutexLock lock(history_mutex_);
   ++devices_opened_[device.name()];
   return fd;
 }
@@ -356,7 +353,7 @@ Result<void*> Interposer::mmap(FdObject& object, void* addr, size_t length, int 
                             r ? fmt::format("{}", *r) : std::string(errno_name(r.error()))));
   }
   if (r) {
-    std::lock_guard lock(devices_mutex_);
+    MutexLock lock(devices_mutex_);
     if (std::find(mapping_devices_.begin(), mapping_devices_.end(), object.device) == mapping_devices_.end())
       mapping_devices_.push_back(object.device);
     device_mapped_.store(true, std::memory_order_relaxed);
@@ -365,7 +362,7 @@ Result<void*> Interposer::mmap(FdObject& object, void* addr, size_t length, int 
 }
 
 void Interposer::munmap(void* addr, size_t length) {
-  std::lock_guard lock(devices_mutex_);
+  MutexLock lock(devices_mutex_);
   for (vfio::PciDevice* d : mapping_devices_) {
     if (!d->owns_mapping(addr, length)) continue;
     log_.record(fmt::format("device {} munmap {} length={:#x}", d->name(), addr, length));

@@ -12,11 +12,11 @@
 #include <atomic>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "base/thread_annotations.h"
 #include "base/errno.h"
 #include "interpose/compat_switch.h"
 #include "interpose/event_log.h"
@@ -127,13 +127,14 @@ class Interposer final : public vfio::FdResolver {
   EventLog log_;
   std::atomic<unsigned> next_serial_{1};
 
-  std::mutex devices_mutex_;
-  std::vector<vfio::PciDevice*> mapping_devices_;  // devices that handed out a mapping at least once
+  Mutex devices_mutex_;
+  // Devices that handed out a mapping at least once.
+  std::vector<vfio::PciDevice*> mapping_devices_ NV2PT_GUARDED_BY(devices_mutex_);
 
-  std::mutex report_mutex_;
+  Mutex report_mutex_;
 
-  mutable std::mutex history_mutex_;
-  std::map<std::string, unsigned> devices_opened_;
+  mutable Mutex history_mutex_;
+  std::map<std::string, unsigned> devices_opened_ NV2PT_GUARDED_BY(history_mutex_);
 };
 
 }  // namespace nv2pt::interpose

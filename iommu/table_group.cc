@@ -48,7 +48,7 @@ void TableGroup::unset_window(unsigned num) {
 }
 
 void TableGroup::take_ownership() {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   for (Pe* pe : members_) {
     pe->set_bypass(false);
     pe->unset_window(0);
@@ -57,7 +57,7 @@ void TableGroup::take_ownership() {
 }
 
 void TableGroup::release_ownership() {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   for (Pe* pe : members_) {
     for (unsigned n = 0; n < kMaxWindows; ++n) pe->unset_window(n);
     pe->set_bypass(true);
@@ -66,7 +66,7 @@ void TableGroup::release_ownership() {
 }
 
 bool TableGroup::owned_by_user() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return owned_by_user_;
 }
 

@@ -6,10 +6,10 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "base/thread_annotations.h"
 #include "base/errno.h"
 #include "iommu/pe.h"
 #include "iommu/tce_table.h"
@@ -77,8 +77,8 @@ class TableGroup {
   std::vector<Pe*> members_;
   std::unique_ptr<TceTable> legacy_table_;
   bool kernel_dma_active_ = false;
-  mutable std::mutex mutex_;
-  bool owned_by_user_ = false;
+  mutable Mutex mutex_;
+  bool owned_by_user_ NV2PT_GUARDED_BY(mutex_) = false;
 };
 
 }  // namespace nv2pt::iommu

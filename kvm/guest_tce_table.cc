@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <new>
 
+#include "base/thread_annotations.h"
 #include "kvm/stt_accounting.h"
 
 namespace nv2pt::kvm {
@@ -62,12 +63,12 @@ Result<void> GuestTceTable::set(uint64_t index, uint64_t tce) {
 }
 
 std::vector<GuestTceTable::Attached> GuestTceTable::attached() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return attached_;
 }
 
 void GuestTceTable::attach(std::shared_ptr<iommu::TceTable> table, int group_id) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   for (Attached& a : attached_) {
     if (a.table == table) {
       ++a.refs;  // the same hardware table again only adds a reference
@@ -78,7 +79,7 @@ void GuestTceTable::attach(std::shared_ptr<iommu::TceTable> table, int group_id)
 }
 
 void GuestTceTable::detach_group(int group_id) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   std::erase_if(attached_, [&](const Attached& a) { return a.group_id == group_id; });
 }
 

@@ -21,12 +21,12 @@ uint64_t tce_gpa(uint64_t tce) { return tce & ~iommu::kTcePermMask; }
 }  // namespace
 
 Vm::~Vm() {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   tables_.clear();
 }
 
 Result<void> Vm::set_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, uint64_t ua) {
-  std::lock_guard lock(slots_mutex_);
+  MutexLock lock(slots_mutex_);
   if (size == 0) {
     slots_.erase(slot);
     return {};
@@ -42,7 +42,7 @@ Result<void> Vm::set_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, u
 }
 
 std::optional<uint64_t> Vm::gpa_to_ua(uint64_t gpa) const {
-  std::lock_guard lock(slots_mutex_);
+  MutexLock lock(slots_mutex_);
   for (const auto& [id, s] : slots_) {
     if (gpa >= s.gpa && gpa - s.gpa < s.size) return s.ua + (gpa - s.gpa);
   }
@@ -50,7 +50,7 @@ std::optional<uint64_t> Vm::gpa_to_ua(uint64_t gpa) const {
 }
 
 Result<GuestTceTable*> Vm::create_tce_table(const CreateSpaprTce64& args) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto table = NV2PT_TRY(GuestTceTable::create(mm_, args));
   // The kernel checks the LIOBN after charging and allocating, then undoes both.
   if (tables_.count(args.liobn)) return fail(kEBUSY);
@@ -60,18 +60,18 @@ Result<GuestTceTable*> Vm::create_tce_table(const CreateSpaprTce64& args) {
 }
 
 void Vm::release_tce_table(uint64_t liobn) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   tables_.erase(liobn);
 }
 
 GuestTceTable* Vm::tce_table(uint64_t liobn) const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = tables_.find(liobn);
   return it == tables_.end() ? nullptr : it->second.get();
 }
 
 Result<void> Vm::vfio_group_add(vfio::Group& group) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (std::find(groups_.begin(), groups_.end(), &group) != groups_.end()) return fail(kEEXIST);
   groups_.push_back(&group);
   group.set_kvm(lpid_);
@@ -79,7 +79,7 @@ Result<void> Vm::vfio_group_add(vfio::Group& group) {
 }
 
 Result<void> Vm::vfio_group_del(vfio::Group& group) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = std::find(groups_.begin(), groups_.end(), &group);
   if (it == groups_.end()) return fail(kENOENT);
   groups_.erase(it);
@@ -89,7 +89,7 @@ Result<void> Vm::vfio_group_del(vfio::Group& group) {
 }
 
 bool Vm::has_group(const vfio::Group& group) const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return std::find(groups_.begin(), groups_.end(), &group) != groups_.end();
 }
 
@@ -184,7 +184,7 @@ long Vm::mirror(const GuestTceTable& stt, iommu::TceTable& table, uint64_t entry
   const uint64_t first = ((stt.offset() + entry) << shift) - (table.bus_start() >> table.page_shift());
   const DmaDirection dir = iommu::tce_direction(tce);
   // The container's MAP/UNMAP may be writing the same entries: each entry and its cache word change as a pair.
-  const auto updates = table.lock_updates();
+  MutexLock updates(table.update_mutex());
   if (table.retired()) return kHSuccess;  // its window is gone: no hardware entry behind this guest table there
   if (dir == DmaDirection::kNone) {
     for (uint64_t i = 0; i < subpages; ++i) {

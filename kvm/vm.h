@@ -7,10 +7,10 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <utility>
 #include <vector>
 
+#include "base/thread_annotations.h"
 #include "base/errno.h"
 #include "kvm/guest_tce_table.h"
 #include "mm/address_space.h"
@@ -75,14 +75,14 @@ class Vm {
 
   mm::AddressSpace& mm_;
   const uint32_t lpid_;
-  mutable std::mutex mutex_;
+  mutable Mutex mutex_;
   // The memory slots have their own lock, innermost of all: hypercalls translate guest addresses while they hold
   // the registry's read guard, and group add/del take the group's lock (and through it the container's) under
   // mutex_, so taking mutex_ there would close a cycle.
-  mutable std::mutex slots_mutex_;
-  std::map<uint32_t, Slot> slots_;
-  std::map<uint64_t, std::unique_ptr<GuestTceTable>> tables_;
-  std::vector<vfio::Group*> groups_;
+  mutable Mutex slots_mutex_;
+  std::map<uint32_t, Slot> slots_ NV2PT_GUARDED_BY(slots_mutex_);
+  std::map<uint64_t, std::unique_ptr<GuestTceTable>> tables_ NV2PT_GUARDED_BY(mutex_);
+  std::vector<vfio::Group*> groups_ NV2PT_GUARDED_BY(mutex_);
 };
 
 }  // namespace nv2pt::kvm

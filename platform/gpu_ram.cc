@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/thread_annotations.h"
 #include "base/checked.h"
 #include "base/host_page.h"
 #include "platform/sparse_memfd.h"
@@ -65,9 +66,9 @@ struct GpuRam::Impl {
   int stop_fd = -1;
   std::thread thread;
 
-  std::mutex mutex;
-  std::map<uintptr_t, Mapping> mappings;  // guarded by mutex; by start address
-  std::set<uint64_t> populated;           // guarded by mutex; model page numbers
+  Mutex mutex;
+  std::map<uintptr_t, Mapping> mappings NV2PT_GUARDED_BY(mutex);  // by start address
+  std::set<uint64_t> populated NV2PT_GUARDED_BY(mutex);  // model page numbers
 };
 
 GpuRam::Impl::~Impl() {
@@ -190,7 +191,7 @@ void GpuRam::Impl::record(uint64_t offset, HmiCause cause) {
 }
 
 void GpuRam::Impl::mark_populated(uint64_t offset) {
-  std::lock_guard lock(mutex);
+  MutexLock lock(mutex);
   populated.insert(offset / kModelPage);
 }
 
@@ -222,7 +223,7 @@ void GpuRam::Impl::handle_fault(const uffd_msg& msg) {
   uint64_t map_start = 0;
   Mapping mapping{};
   {
-    std::lock_guard lock(mutex);
+    MutexLock lock(mutex);
     auto it = mappings.upper_bound(static_cast<uintptr_t>(address));
     if (it == mappings.begin()) return;
     --it;
@@ -276,7 +277,7 @@ const GpuRam::Config& GpuRam::config() const { return impl_->config; }
 
 void GpuRam::set_policy(HmiPolicy policy) {
   impl_->policy.store(policy);
-  std::lock_guard lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   impl_->config.policy = policy;
 }
 
@@ -368,14 +369,14 @@ Result<void*> GpuRam::map(void* addr, uint64_t offset, uint64_t len, int prot) {
       mmap(m, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
     return fail(kEIO);
   }
-  std::lock_guard lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   impl_->mappings[reinterpret_cast<uintptr_t>(m)] = Impl::Mapping{len, offset};
   return m;
 }
 
 void GpuRam::unmap(void* addr, uint64_t len) {
   {
-    std::lock_guard lock(impl_->mutex);
+    MutexLock lock(impl_->mutex);
     impl_->mappings.erase(reinterpret_cast<uintptr_t>(addr));
   }
   uffdio_range range{reinterpret_cast<uint64_t>(addr), len};
@@ -383,14 +384,14 @@ void GpuRam::unmap(void* addr, uint64_t len) {
 }
 
 uint64_t GpuRam::populated_pages() const {
-  std::lock_guard lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   return impl_->populated.size();
 }
 
 void GpuRam::zap() {
   // Drop the client's page-table entries but keep the contents: the next touch of any page faults into the
   // service again (a minor fault for a page the memfd holds), where the rule is checked anew.
-  std::lock_guard lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   for (const auto& [start, m] : impl_->mappings) (void)madvise(reinterpret_cast<void*>(start), m.len, MADV_DONTNEED);
 }
 
@@ -399,7 +400,7 @@ bool GpuRam::checks_present_pages() const { return impl_->minor_faults; }
 void GpuRam::discard() {
   // Punching the hole also zaps every mapping of it, so the next touch faults into the service again.
   (void)impl_->memfd.discard();
-  std::lock_guard lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   impl_->populated.clear();
 }
 

@@ -19,17 +19,17 @@ std::string_view to_string(HmiPolicy policy) {
 }
 
 void HmiLog::record(const Hmi& hmi) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   entries_.push_back(hmi);
 }
 
 std::vector<Hmi> HmiLog::entries() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return entries_;
 }
 
 size_t HmiLog::size() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return entries_.size();
 }
 

@@ -5,10 +5,10 @@
 
 #include <chrono>
 #include <cstdint>
-#include <mutex>
 #include <string_view>
 #include <vector>
 
+#include "base/thread_annotations.h"
 #include "platform/pci_address.h"
 
 namespace nv2pt::platform {
@@ -37,8 +37,8 @@ class HmiLog {
   size_t size() const;
 
  private:
-  mutable std::mutex mutex_;
-  std::vector<Hmi> entries_;
+  mutable Mutex mutex_;
+  std::vector<Hmi> entries_ NV2PT_GUARDED_BY(mutex_);
 };
 
 }  // namespace nv2pt::platform

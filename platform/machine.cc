@@ -5,10 +5,11 @@
 #include <algorithm>
 #include <cstdlib>
 #include <map>
-#include <mutex>
 #include <utility>
 
 #include "base/checked.h"
+#include "base/log.h"
+#include "base/thread_annotations.h"
 
 namespace nv2pt::platform {
 
@@ -32,8 +33,8 @@ std::string hex(uint64_t v) { return fmt::format("{:#x}", v); }
 }  // namespace
 
 struct Machine::DriverBindings {
-  mutable std::mutex mutex;
-  std::vector<std::string> drivers;  // parallel to Machine::functions_
+  mutable Mutex mutex;
+  std::vector<std::string> drivers NV2PT_GUARDED_BY(mutex);  // parallel to Machine::functions_
 };
 
 // Builds the object graph in dependency order: memory nodes and links first (bridges point at them), then
@@ -48,6 +49,7 @@ class Machine::Builder {
                       &Builder::check_address_map}) {
       if (auto r = (this->*step)(); !r) return r;
     }
+    MutexLock lock(m_.drivers_->mutex);
     m_.drivers_->drivers = std::move(drivers_);
     return {};
   }
@@ -449,7 +451,7 @@ TopologyResult<Machine> Machine::load(DeviceTree tree, LoadOptions options) {
 Machine Machine::load_default() {
   auto machine = load(DeviceTree::embedded_default());
   if (!machine) {
-    fmt::print(stderr, "nv2pt: embedded default topology: {}\n", machine.error().message);
+    log_line("embedded default topology: " + machine.error().message);
     std::abort();  // a broken build: the platform tests load this tree
   }
   return std::move(*machine);
@@ -504,14 +506,14 @@ std::vector<const PciFunction*> Machine::functions_in_group(uint32_t group) cons
 std::optional<std::string> Machine::driver(const PciAddress& address) const {
   const PciFunction* f = find_function(address);
   if (!f) return std::nullopt;
-  std::lock_guard lock(drivers_->mutex);
+  MutexLock lock(drivers_->mutex);
   return drivers_->drivers[static_cast<size_t>(f - functions_.data())];
 }
 
 Result<void> Machine::set_driver(const PciAddress& address, std::string driver) {
   const PciFunction* f = find_function(address);
   if (!f) return fail(kENODEV);
-  std::lock_guard lock(drivers_->mutex);
+  MutexLock lock(drivers_->mutex);
   drivers_->drivers[static_cast<size_t>(f - functions_.data())] = std::move(driver);
   return {};
 }

@@ -71,6 +71,7 @@ Npu2Bridge::Npu2Bridge(PciAddress address, Identity identity, Placement placemen
       ntl_base_((uint64_t{placement.chip_id} << kChipSelectShift) + kNtlMap + placement.link_index * kNtlBarSize),
       genid_base_((uint64_t{placement.chip_id} << kChipSelectShift) + kGenidMap +
                   (placement.link_index / 2) * 2 * kGenidBarSize + (placement.link_index % 2) * kGenidBarSize) {
+  MutexLock lock(mutex_);
   bars_[0] = {.base = ntl_base_, .size = kNtlBarSize};
   bars_[1] = {.base = genid_base_, .size = kGenidBarSize};
   init_config();
@@ -126,7 +127,7 @@ void Npu2Bridge::set_flags(uint8_t flags) {
 }
 
 uint32_t Npu2Bridge::config_read(uint32_t offset, unsigned size) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (offset >= kConfigSize) return 0xffffffffu;
   if (offset >= kBar0 && offset < kBar0 + 16) return bar_register_read(offset, size);
   if (offset >= kProcStatus && offset < kProcControl + 4) {
@@ -137,7 +138,7 @@ uint32_t Npu2Bridge::config_read(uint32_t offset, unsigned size) {
 }
 
 void Npu2Bridge::config_write(uint32_t offset, unsigned size, uint32_t value) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (offset >= kConfigSize) return;
   if (offset >= kBar0 && offset < kBar0 + 16) {
     bar_register_write(offset, size, value);
@@ -262,17 +263,17 @@ void Npu2Bridge::procedure_reset() {
 }
 
 void Npu2Bridge::reset(ResetKind /*kind*/) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   procedure_reset();
 }
 
 void Npu2Bridge::gpu_reset() {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   procedure_reset();
 }
 
 void Npu2Bridge::set_pci_linked(bool linked) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   set_flags(linked ? (link_flags_ | kLinkFlagPciLinked) : (link_flags_ & ~kLinkFlagPciLinked));
 }
 

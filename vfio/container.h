@@ -3,10 +3,10 @@
 // goes back to the unset state.
 #pragma once
 
+#include "base/thread_annotations.h"
 #include "vfio/uapi.h"
 
 #include <memory>
-#include <shared_mutex>
 #include <vector>
 
 #include "base/errno.h"
@@ -38,7 +38,9 @@ class Container {
   // The container fd's ioctls (vfio_fops_unl_ioctl): GET_API_VERSION, CHECK_EXTENSION and SET_IOMMU here, every
   // other one to the driver, EINVAL while none is set. `caller` is the calling process; the overload without it
   // looks it up (AddressSpace::current()) only for the driver's ioctls, so CHECK_EXTENSION stays a few loads.
-  Result<long> ioctl(mm::AddressSpace& caller, unsigned long cmd, unsigned long arg) { return dispatch(&caller, cmd, arg); }
+  Result<long> ioctl(mm::AddressSpace& caller, unsigned long cmd, unsigned long arg) {
+    return dispatch(&caller, cmd, arg);
+  }
   Result<long> ioctl(unsigned long cmd, unsigned long arg) { return dispatch(nullptr, cmd, arg); }
 
   // The driver, null until SET_IOMMU.
@@ -52,9 +54,9 @@ class Container {
 
   const SpaprTceIommu::Options options_;
   // Held shared while an ioctl runs in the driver, exclusive to change groups or the driver (vfio.c's group_lock).
-  mutable std::shared_mutex mutex_;
-  std::vector<Group*> groups_;
-  std::unique_ptr<SpaprTceIommu> iommu_;
+  mutable SharedMutex mutex_;
+  std::vector<Group*> groups_ NV2PT_GUARDED_BY(mutex_);
+  std::unique_ptr<SpaprTceIommu> iommu_ NV2PT_GUARDED_BY(mutex_);
 };
 
 }  // namespace nv2pt::vfio

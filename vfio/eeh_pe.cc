@@ -3,7 +3,7 @@
 namespace nv2pt::vfio {
 
 uint32_t EehPe::state() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (!enabled_) return VFIO_EEH_PE_STATE_UNAVAIL;
   if (in_reset_) return VFIO_EEH_PE_STATE_RESET;
   if (io_frozen_ && dma_frozen_) return VFIO_EEH_PE_STATE_STOPPED;
@@ -12,18 +12,18 @@ uint32_t EehPe::state() const {
 }
 
 bool EehPe::enabled() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return enabled_;
 }
 
 void EehPe::freeze() {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   io_frozen_ = dma_frozen_ = true;
 }
 
 Result<long> EehPe::op(const vfio_eeh_pe_op& op) {
   if (op.op == VFIO_EEH_PE_GET_STATE) return state();
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   switch (op.op) {
     case VFIO_EEH_PE_DISABLE: enabled_ = false; return 0;
     case VFIO_EEH_PE_ENABLE: enabled_ = true; return 0;

@@ -2,10 +2,10 @@
 // (vfio_spapr_eeh.c). The model keeps the PE state machine; errors are raised by injection.
 #pragma once
 
+#include "base/thread_annotations.h"
 #include "vfio/uapi.h"
 
 #include <cstdint>
-#include <mutex>
 
 #include "base/errno.h"
 
@@ -23,11 +23,11 @@ class EehPe {
   uint32_t state() const;
 
  private:
-  mutable std::mutex mutex_;
-  bool enabled_ = false;
-  bool io_frozen_ = false;
-  bool dma_frozen_ = false;
-  bool in_reset_ = false;
+  mutable Mutex mutex_;
+  bool enabled_ NV2PT_GUARDED_BY(mutex_) = false;
+  bool io_frozen_ NV2PT_GUARDED_BY(mutex_) = false;
+  bool dma_frozen_ NV2PT_GUARDED_BY(mutex_) = false;
+  bool in_reset_ NV2PT_GUARDED_BY(mutex_) = false;
 };
 
 }  // namespace nv2pt::vfio

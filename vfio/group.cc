@@ -29,26 +29,26 @@ Group::Group(int id, iommu::TableGroup* table_group, const platform::Machine* ma
     : id_(id), table_group_(table_group), machine_(machine), devices_(std::move(devices)) {}
 
 Group::~Group() {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   unset_container_locked();
 }
 
 Result<void> Group::open() {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (open_) return fail(kEBUSY);
   open_ = true;
   return {};
 }
 
 void Group::release() {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   // Closing the group fd dissolves its container binding once no device fd needs it.
   if (device_fds_ == 0) unset_container_locked();
   open_ = false;
 }
 
 bool Group::is_open() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return open_;
 }
 
@@ -66,13 +66,13 @@ Result<void> Group::get_status(vfio_group_status& status) const {
   if (status.argsz < offsetofend(vfio_group_status, flags)) return fail(kEINVAL);
   status.flags = 0;
   if (viable()) status.flags |= VFIO_GROUP_FLAGS_VIABLE;
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (container_) status.flags |= VFIO_GROUP_FLAGS_CONTAINER_SET;
   return {};
 }
 
 Result<void> Group::set_container(const std::shared_ptr<Container>& container) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (container_ || !container) return fail(kEINVAL);
   NV2PT_TRY(container->attach_group(*this));
   container_ = container;
@@ -80,7 +80,7 @@ Result<void> Group::set_container(const std::shared_ptr<Container>& container) {
 }
 
 Result<void> Group::unset_container() {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (!container_) return fail(kEINVAL);
   if (device_fds_ > 0) return fail(kEBUSY);
   unset_container_locked();
@@ -94,12 +94,12 @@ void Group::unset_container_locked() {
 }
 
 std::shared_ptr<Container> Group::container() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return container_;
 }
 
 Result<PciDevice*> Group::get_device(mm::AddressSpace& caller, std::string_view name) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   // vfio_group_add_container_user: a container with an IOMMU driver, and a viable group.
   if (!container_ || !container_->iommu() || !viable()) return fail(kEINVAL);
   auto it = std::find_if(devices_.begin(), devices_.end(), [&](PciDevice* d) { return d->name() == name; });
@@ -146,18 +146,18 @@ Result<long> Group::ioctl(mm::AddressSpace& caller, unsigned long cmd, unsigned 
 }
 
 void Group::set_kvm(std::optional<uint64_t> lpid) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   kvm_lpid_ = lpid;
 }
 
 std::optional<uint64_t> Group::kvm() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return kvm_lpid_;
 }
 
 void Group::device_released(PciDevice& device) {
   device.release();
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (device_fds_ > 0) --device_fds_;
   // The group fd may have been closed first: the last device fd then dissolves the binding.
   if (device_fds_ == 0 && !open_) unset_container_locked();

@@ -6,10 +6,10 @@
 
 #include <memory>
 #include <optional>
-#include <mutex>
 #include <string_view>
 #include <vector>
 
+#include "base/thread_annotations.h"
 #include "base/errno.h"
 #include "iommu/table_group.h"
 #include "mm/address_space.h"
@@ -71,18 +71,18 @@ class Group {
   std::optional<uint64_t> kvm() const;
 
  private:
-  void unset_container_locked();
+  void unset_container_locked() NV2PT_REQUIRES(mutex_);
 
   const int id_;
   iommu::TableGroup* const table_group_;
   const platform::Machine* const machine_;
   const std::vector<PciDevice*> devices_;
   EehPe eeh_;
-  mutable std::mutex mutex_;
-  bool open_ = false;
-  std::shared_ptr<Container> container_;
-  int device_fds_ = 0;  // container users beyond the group itself
-  std::optional<uint64_t> kvm_lpid_;
+  mutable Mutex mutex_;
+  bool open_ NV2PT_GUARDED_BY(mutex_) = false;
+  std::shared_ptr<Container> container_ NV2PT_GUARDED_BY(mutex_);
+  int device_fds_ NV2PT_GUARDED_BY(mutex_) = 0;  // container users beyond the group itself
+  std::optional<uint64_t> kvm_lpid_ NV2PT_GUARDED_BY(mutex_);
 };
 
 }  // namespace nv2pt::vfio

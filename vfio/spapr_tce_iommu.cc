@@ -15,7 +15,7 @@ using iommu::DmaDirection;
 using iommu::TceTable;
 
 // Locks the container's mutex for the lifetime of the guard.
-using Lock = std::lock_guard<std::mutex>;
+using Lock = MutexLock;
 
 // tce_page_is_contained: the whole IOMMU page must be backed. Device memory: the page lies inside the device
 // window. Regular memory: the backing host pages are at least as large as the IOMMU page (in the model the
@@ -397,7 +397,7 @@ Result<void> SpaprTceIommu::map_v2_locked(TceTable& table, uint64_t entry, uint6
     if (pending) region->mapped_add(pending);
     pending = 0;
   };
-  auto updates = table.lock_updates();
+  UniqueMutexLock updates(table.update_mutex());
   uint64_t done = 0;
   uint64_t live = live_tces_locked();
   const bool near_limit = pages > options_.max_live_tces || live > options_.max_live_tces - pages;
@@ -545,7 +545,7 @@ void SpaprTceIommu::clear_locked(TceTable& table, uint64_t entry, uint64_t pages
     clear_locked(table, entry, pages, &guard);
     return;
   }
-  auto updates = table.lock_updates();
+  MutexLock updates(table.update_mutex());
   const uint64_t page = table.page_size();
   // v2: the region the last cleared entries pointed into, and how many of them are not yet taken off its mapped
   // count (one atomic per run of the same region, as in map_v2_locked).
