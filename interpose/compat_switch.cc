@@ -5,8 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string_view>
+
+#include "base/log.h"
 
 namespace nv2pt::interpose {
 
@@ -49,7 +52,7 @@ bool is_qemu_72(const ProgramIdentity& id) {
 }
 
 bool CompatSwitch::decide() {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (!active_) {
     if (setting_ == SwitchSetting::kAuto) {
       ProgramIdentity id = identify_program();
@@ -63,19 +66,19 @@ bool CompatSwitch::decide() {
 }
 
 std::optional<bool> CompatSwitch::active() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (setting_ != SwitchSetting::kAuto) return setting_ == SwitchSetting::kOn;
   return active_;
 }
 
 std::string CompatSwitch::detected_program() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return program_;
 }
 
 void CompatSwitch::note_nvlink2_region_info(void* buffer) {
   if (!buffer || !decide()) return;
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   const size_t used = count_.load(std::memory_order_relaxed);
   for (size_t i = 0; i < used; ++i) {
     if (kept_[i].load(std::memory_order_relaxed) == buffer) return;
@@ -96,11 +99,11 @@ bool CompatSwitch::keep_slow(void* p) {
       // free(), where stdio could take locks the program holds.
       char msg[256];
       const int n = snprintf(msg, sizeof msg,
-                             "nv2pt: compat %.*s: keeping NVLink2 region-info buffers alive (QEMU 7.2 frees them "
-                             "while properties point into them; %zu so far, count in the report)\n",
+                             "compat %.*s: keeping NVLink2 region-info buffers alive (QEMU 7.2 frees them "
+                             "while properties point into them; %zu so far, count in the report)",
                              static_cast<int>(kQemu72RegionInfoUaf.size()), kQemu72RegionInfoUaf.data(),
                              kept_total_.load(std::memory_order_relaxed));
-      if (n > 0) (void)!::write(2, msg, static_cast<size_t>(n));
+      if (n > 0) log_line(std::string_view(msg, std::min<size_t>(static_cast<size_t>(n), sizeof msg - 1)));
     }
     return true;
   }

@@ -11,10 +11,10 @@
 
 #include <atomic>
 #include <cstddef>
-#include <mutex>
 #include <optional>
 #include <string>
 
+#include "base/thread_annotations.h"
 #include "interpose/preload_options.h"
 
 namespace nv2pt::interpose {
@@ -44,9 +44,9 @@ class CompatSwitch {
   bool decide();
 
   const SwitchSetting setting_;
-  mutable std::mutex mutex_;
-  std::optional<bool> active_;
-  std::string program_;  // "QEMU 7.2.22" etc. when auto looked
+  mutable Mutex mutex_;
+  std::optional<bool> active_ NV2PT_GUARDED_BY(mutex_);
+  std::string program_ NV2PT_GUARDED_BY(mutex_);  // "QEMU 7.2.22" etc. when auto looked
   std::atomic<void*> kept_[kMaxKept] = {};
   std::atomic<size_t> count_{0};  // slots used
   std::atomic<size_t> kept_total_{0};

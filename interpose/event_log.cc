@@ -19,7 +19,7 @@ void EventLog::record(std::string_view line) {
   if (fd_ < 0) return;
   const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   std::string text = fmt::format("{:.6f} {} {}\n", t, getpid(), line);
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   // O_APPEND makes each line one atomic append, also across processes.
   (void)!::write(fd_, text.data(), text.size());
 }

@@ -3,9 +3,10 @@
 #pragma once
 
 #include <chrono>
-#include <mutex>
 #include <string>
 #include <string_view>
+
+#include "base/thread_annotations.h"
 
 namespace nv2pt::interpose {
 
@@ -23,7 +24,7 @@ class EventLog {
  private:
   int fd_ = -1;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
-  std::mutex mutex_;
+  Mutex mutex_;
 };
 
 }  // namespace nv2pt::interpose

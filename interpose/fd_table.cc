@@ -17,7 +17,7 @@ FdObject* FdTable::remove(int fd) {
   if (fd < 0 || fd >= kMaxFd) return nullptr;
   FdObject* object = slots_[fd].exchange(nullptr, std::memory_order_acq_rel);
   if (object) {
-    std::lock_guard lock(retired_mutex_);
+    MutexLock lock(retired_mutex_);
     retired_.emplace_back(object);
   }
   return object;

@@ -13,8 +13,9 @@
 
 #include <atomic>
 #include <memory>
-#include <mutex>
 #include <vector>
+
+#include "base/thread_annotations.h"
 
 namespace nv2pt::vfio {
 class Container;
@@ -53,8 +54,8 @@ class FdTable {
 
  private:
   std::atomic<FdObject*> slots_[kMaxFd] = {};
-  mutable std::mutex retired_mutex_;
-  std::vector<std::unique_ptr<FdObject>> retired_;
+  mutable Mutex retired_mutex_;
+  std::vector<std::unique_ptr<FdObject>> retired_ NV2PT_GUARDED_BY(retired_mutex_);
   std::atomic<int> high_water_{0};
 };
 

@@ -15,6 +15,8 @@
 #include <future>
 #include <thread>
 
+#include "base/thread_annotations.h"
+#include "base/log.h"
 #include "interpose/ioctl_names.h"
 #include "interpose/report.h"
 #include "platform/device_tree.h"
@@ -30,23 +32,18 @@ constinit FdTableStorage fd_table_storage;
 
 namespace {
 
-void say(const std::string& message) {
-  const std::string line = "nv2pt: " + message + "\n";
-  (void)!::write(2, line.data(), line.size());
-}
-
 std::unique_ptr<vfio::Host> create_host(const PreloadOptions& options) {
   auto tree = options.topology.empty() ? platform::TopologyResult<platform::DeviceTree>(
                                              platform::DeviceTree::embedded_default())
                                        : platform::DeviceTree::load(options.topology);
   if (!tree) {
-    say("error: " + tree.error().message + " (no emulated devices)");
+    log_line("error: " + tree.error().message + " (no emulated devices)");
     return nullptr;
   }
   std::string origin = tree->origin();
   auto machine = platform::Machine::load(std::move(*tree));
   if (!machine) {
-    say("error: " + origin + ": " + machine.error().message + " (no emulated devices)");
+    log_line("error: " + origin + ": " + machine.error().message + " (no emulated devices)");
     return nullptr;
   }
   vfio::HostOptions host_options;
@@ -54,7 +51,7 @@ std::unique_ptr<vfio::Host> create_host(const PreloadOptions& options) {
   host_options.runtime_dir = options.runtime_dir;
   auto host = vfio::Host::create(std::move(*machine), host_options);
   if (!host) {
-    say(fmt::format("error: cannot create the emulated host: {} (no emulated devices)", errno_name(host.error())));
+    log_line(fmt::format("error: cannot create the emulated host: {} (no emulated devices)", errno_name(host.error())));
     return nullptr;
   }
   return std::move(*host);
@@ -71,11 +68,6 @@ void report_at_exit() {
   if (Interposer* ip = Interposer::peek()) ip->write_report();
 }
 
-Result<void> check_user_pointer(unsigned long arg) {
-  if (!arg) return fail(kEFAULT);
-  return {};
-}
-
 }  // namespace
 
 Interposer& Interposer::create() {
@@ -86,7 +78,7 @@ Interposer& Interposer::create() {
     ModelScope scope;
     auto options = read_preload_options([](const char* name) -> const char* { return ::getenv(name); });
     if (!options) {
-      say("error: " + options.error() + "; using defaults");
+      log_line("error: " + options.error() + "; using defaults");
       options = read_preload_options([](const char*) -> const char* { return nullptr; });
     }
     auto* ip = new Interposer(std::move(*options));
@@ -130,14 +122,14 @@ void Interposer::start_reporting() {
 }
 
 std::map<std::string, unsigned> Interposer::devices_opened() const {
-  std::lock_guard lock(history_mutex_);
+  MutexLock lock(history_mutex_);
   return devices_opened_;
 }
 
 void Interposer::write_report() {
   if (options_.report.empty()) return;
   ModelScope scope;
-  std::lock_guard lock(report_mutex_);
+  MutexLock lock(report_mutex_);
   (void)write_report_file(*this, options_.report);
 }
 
@@ -310,8 +302,8 @@ void Interposer::close(int fd) {
 
 Result<long> Interposer::dispatch_ioctl(FdObject& object, unsigned long cmd, unsigned long arg) {
   switch (object.kind) {
-    case FdKind::kContainer: return container_ioctl(object, cmd, arg);
-    case FdKind::kGroup: return group_ioctl(object, cmd, arg);
+    case FdKind::kContainer: return object.container->ioctl(cmd, arg);
+    case FdKind::kGroup: return object.group->ioctl(mm::AddressSpace::current(), cmd, arg, *this);
     case FdKind::kDevice: return device_ioctl(object, cmd, arg);
     case FdKind::kFile: break;
   }
@@ -325,97 +317,46 @@ Result<long> Interposer::logged_ioctl(int fd, FdObject& object, unsigned long cm
   return r;
 }
 
-Result<long> Interposer::container_ioctl(FdObject& object, unsigned long cmd, unsigned long arg) {
-  vfio::Container& c = *object.container;
-  switch (cmd) {
-    case VFIO_GET_API_VERSION: return vfio::Container::api_version();
-    case VFIO_CHECK_EXTENSION: return c.check_extension(arg);
-    case VFIO_SET_IOMMU: NV2PT_TRY(c.set_iommu(arg)); return 0;
-    default: return c.ioctl(mm::AddressSpace::current(), cmd, arg);
-  }
-}
-
-Result<long> Interposer::group_ioctl(FdObject& object, unsigned long cmd, unsigned long arg) {
-  vfio::Group& g = *object.group;
-  switch (cmd) {
-    case VFIO_GROUP_GET_STATUS: {
-      NV2PT_TRY(check_user_pointer(arg));
-      auto* status = reinterpret_cast<vfio_group_status*>(arg);
-      NV2PT_TRY(g.get_status(*status));
-      return 0;
-    }
-    case VFIO_GROUP_SET_CONTAINER: {
-      NV2PT_TRY(check_user_pointer(arg));
-      const int container_fd = *reinterpret_cast<const int*>(arg);
-      FdObject* c = fd_table().find(container_fd);
-      if (!c) {
-        // Any real fd that is no container is EINVAL in the kernel; a closed one is EBADF.
-        return fail(fcntl(container_fd, F_GETFD) < 0 ? kEBADF : kEINVAL);
-      }
-      if (c->kind != FdKind::kContainer) return fail(kEINVAL);
-      NV2PT_TRY(g.set_container(c->container));
-      return 0;
-    }
-    case VFIO_GROUP_UNSET_CONTAINER: NV2PT_TRY(g.unset_container()); return 0;
-    case VFIO_GROUP_GET_DEVICE_FD: {
-      NV2PT_TRY(check_user_pointer(arg));
-      const char* name = reinterpret_cast<const char*>(arg);
-      vfio::PciDevice* device = NV2PT_TRY(g.get_device(mm::AddressSpace::current(), std::string_view(name, strnlen(name, 64))));
-      auto o = std::make_unique<FdObject>(FdObject{.kind = FdKind::kDevice, .group = &g, .device = device});
-      Result<int> fd = install(memfd_create("vfio-device", MFD_CLOEXEC), std::move(o));
-      if (!fd) {
-        g.device_released(*device);
-        return fail(fd.error());
-      }
-      std::lock_guard lock(history_mutex_);
-      ++devices_opened_[device->name()];
-      return *fd;
-    }
-    default: return fail(kENOTTY);
-  }
-}
-
 Result<long> Interposer::device_ioctl(FdObject& object, unsigned long cmd, unsigned long arg) {
   vfio::PciDevice& d = *object.device;
-  if (cmd == VFIO_DEVICE_PCI_HOT_RESET) {
-    NV2PT_TRY(hot_reset(object, arg));
-    return 0;
-  }
-  const long r = NV2PT_TRY(d.ioctl(mm::AddressSpace::current(), cmd, arg));
+  const long r = NV2PT_TRY(d.ioctl(mm::AddressSpace::current(), cmd, arg, *this));
   if (cmd == VFIO_DEVICE_GET_REGION_INFO) {
     // The compat switch needs the exact buffers that now hold an NVLink2 capability chain (SSATGT present).
-    const auto* info = reinterpret_cast<const vfio_region_info*>(arg);
-    if (info->index >= VFIO_PCI_NUM_REGIONS && (info->flags & VFIO_REGION_INFO_FLAG_CAPS) && info->cap_offset) {
-      const auto* base = reinterpret_cast<const uint8_t*>(info);
-      for (uint32_t off = info->cap_offset, hops = 0; off && off + sizeof(vfio_info_cap_header) <= info->argsz && hops < 16;
-           ++hops) {
-        const auto* h = reinterpret_cast<const vfio_info_cap_header*>(base + off);
-        if (h->id == VFIO_REGION_INFO_CAP_NVLINK2_SSATGT) {
-          compat_.note_nvlink2_region_info(const_cast<vfio_region_info*>(info));
-          break;
-        }
-        off = h->next;
-      }
+    vfio_region_info info;
+    if (mm::copy_from_client(&info, arg, sizeof(info)) && (info.flags & VFIO_REGION_INFO_FLAG_CAPS) &&
+        info.cap_offset && d.region_has_capability(info.index, VFIO_REGION_INFO_CAP_NVLINK2_SSATGT)) {
+      compat_.note_nvlink2_region_info(reinterpret_cast<void*>(arg));
     }
   }
   return r;
 }
 
-Result<void> Interposer::hot_reset(FdObject& object, unsigned long arg) {
-  NV2PT_TRY(check_user_pointer(arg));
-  const auto* request = reinterpret_cast<const vfio_pci_hot_reset*>(arg);
-  const size_t minsz = offsetofend(vfio_pci_hot_reset, count);
-  if (request->argsz < minsz || request->flags) return fail(kEINVAL);
-  if (request->count == 0 || (request->argsz - minsz) / sizeof(int32_t) < request->count) return fail(kEINVAL);
-  std::vector<vfio::Group*> groups;
-  for (uint32_t i = 0; i < request->count; ++i) {
-    const int gfd = request->group_fds[i];
-    FdObject* g = fd_table().find(gfd);
-    if (!g) return fail(fcntl(gfd, F_GETFD) < 0 ? kEBADF : kEINVAL);
-    if (g->kind != FdKind::kGroup) return fail(kEINVAL);
-    groups.push_back(g->group);
-  }
-  return object.device->hot_reset(*request, groups);
+// --- vfio::FdResolver ---
+
+Result<FdObject*> Interposer::object_of(int fd, FdKind kind) {
+  FdObject* o = fd_table().find(fd);
+  // Any real fd that is not ours is EINVAL, as a non-VFIO file is in the kernel; a closed one is EBADF.
+  if (!o) return fail(fcntl(fd, F_GETFD) < 0 ? kEBADF : kEINVAL);
+  if (o->kind != kind) return fail(kEINVAL);
+  return o;
+}
+
+Result<std::shared_ptr<vfio::Container>> Interposer::container(int fd) const {
+  FdObject* o = NV2PT_TRY(object_of(fd, FdKind::kContainer));
+  return o->container;
+}
+
+Result<vfio::Group*> Interposer::group(int fd) const {
+  FdObject* o = NV2PT_TRY(object_of(fd, FdKind::kGroup));
+  return o->group;
+}
+
+Result<int> Interposer::install_device(vfio::Group& group, vfio::PciDevice& device) {
+  auto o = std::make_unique<FdObject>(FdObject{.kind = FdKind::kDevice, .group = &group, .device = &device});
+  const int fd = NV2PT_TRY(install(memfd_create("vfio-device", MFD_CLOEXEC), std::move(o)));
+  MutexLock lock(history_mutex_);
+  ++devices_opened_[device.name()];
+  return fd;
 }
 
 Result<size_t> Interposer::pread(FdObject& object, void* buf, size_t count, off_t offset) {
@@ -438,7 +379,7 @@ Result<void*> Interposer::mmap(FdObject& object, void* addr, size_t length, int 
                             r ? fmt::format("{}", *r) : std::string(errno_name(r.error()))));
   }
   if (r) {
-    std::lock_guard lock(devices_mutex_);
+    MutexLock lock(devices_mutex_);
     if (std::find(mapping_devices_.begin(), mapping_devices_.end(), object.device) == mapping_devices_.end())
       mapping_devices_.push_back(object.device);
     device_mapped_.store(true, std::memory_order_relaxed);
@@ -447,7 +388,7 @@ Result<void*> Interposer::mmap(FdObject& object, void* addr, size_t length, int 
 }
 
 void Interposer::munmap(void* addr, size_t length) {
-  std::lock_guard lock(devices_mutex_);
+  MutexLock lock(devices_mutex_);
   for (vfio::PciDevice* d : mapping_devices_) {
     if (!d->owns_mapping(addr, length)) continue;
     log_.record(fmt::format("device {} munmap {} length={:#x}", d->name(), addr, length));

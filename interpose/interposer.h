@@ -12,11 +12,11 @@
 #include <atomic>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "base/thread_annotations.h"
 #include "base/errno.h"
 #include "interpose/compat_switch.h"
 #include "interpose/event_log.h"
@@ -47,7 +47,9 @@ struct ModelScope {
   ModelScope& operator=(const ModelScope&) = delete;
 };
 
-class Interposer {
+// The interposer maps fds and paths to the model's objects and nothing more: every UAPI argument is decoded by the
+// vfio object the fd stands for. It is the vfio layer's FdResolver over the process's fd table.
+class Interposer final : public vfio::FdResolver {
  public:
   // The process's interposer, created on first use; never destroyed (the report at exit still reads it).
   // One load once it exists (every emulated call comes here); the first call creates it.
@@ -109,10 +111,14 @@ class Interposer {
 
   Result<long> dispatch_ioctl(FdObject& object, unsigned long cmd, unsigned long arg);
   Result<long> logged_ioctl(int fd, FdObject& object, unsigned long cmd, unsigned long arg);
-  Result<long> container_ioctl(FdObject& object, unsigned long cmd, unsigned long arg);
-  Result<long> group_ioctl(FdObject& object, unsigned long cmd, unsigned long arg);
   Result<long> device_ioctl(FdObject& object, unsigned long cmd, unsigned long arg);
-  Result<void> hot_reset(FdObject& object, unsigned long arg);
+
+  // vfio::FdResolver over fd_table().
+  Result<std::shared_ptr<vfio::Container>> container(int fd) const override;
+  Result<vfio::Group*> group(int fd) const override;
+  Result<int> install_device(vfio::Group& group, vfio::PciDevice& device) override;
+  // The object behind `fd` if it is of `kind`; EBADF for a closed fd, EINVAL for any other.
+  static Result<FdObject*> object_of(int fd, FdKind kind);
 
   static std::atomic<Interposer*> instance_;
   static std::atomic<bool> device_mapped_;
@@ -123,13 +129,14 @@ class Interposer {
   EventLog log_;
   std::atomic<unsigned> next_serial_{1};
 
-  std::mutex devices_mutex_;
-  std::vector<vfio::PciDevice*> mapping_devices_;  // devices that handed out a mapping at least once
+  Mutex devices_mutex_;
+  // Devices that handed out a mapping at least once.
+  std::vector<vfio::PciDevice*> mapping_devices_ NV2PT_GUARDED_BY(devices_mutex_);
 
-  std::mutex report_mutex_;
+  Mutex report_mutex_;
 
-  mutable std::mutex history_mutex_;
-  std::map<std::string, unsigned> devices_opened_;
+  mutable Mutex history_mutex_;
+  std::map<std::string, unsigned> devices_opened_ NV2PT_GUARDED_BY(history_mutex_);
 };
 
 }  // namespace nv2pt::interpose

@@ -8,9 +8,10 @@ namespace nv2pt::interpose {
 
 namespace {
 
+// The argument as the client left it, read like any other copy-in: false where it cannot be read.
 template <class T>
-const T* as(unsigned long arg) {
-  return reinterpret_cast<const T*>(arg);
+bool as(unsigned long arg, T& value) {
+  return vfio::copy_in(arg, value).has_value();
 }
 
 std::string container_call(unsigned long cmd, unsigned long arg) {
@@ -20,40 +21,41 @@ std::string container_call(unsigned long cmd, unsigned long arg) {
     case VFIO_SET_IOMMU: return fmt::format("VFIO_SET_IOMMU({})", arg);
     case VFIO_IOMMU_SPAPR_TCE_GET_INFO: return "VFIO_IOMMU_SPAPR_TCE_GET_INFO";
     case VFIO_IOMMU_MAP_DMA: {
-      if (!arg) return "VFIO_IOMMU_MAP_DMA";
-      auto* m = as<vfio_iommu_type1_dma_map>(arg);
-      return fmt::format("VFIO_IOMMU_MAP_DMA{{vaddr={:#x},iova={:#x},size={:#x},flags={:#x}}}", m->vaddr, m->iova,
-                         m->size, m->flags);
+      vfio_iommu_type1_dma_map m;
+      if (!as(arg, m)) return "VFIO_IOMMU_MAP_DMA";
+      return fmt::format("VFIO_IOMMU_MAP_DMA{{vaddr={:#x},iova={:#x},size={:#x},flags={:#x}}}", m.vaddr, m.iova,
+                         m.size, m.flags);
     }
     case VFIO_IOMMU_UNMAP_DMA: {
-      if (!arg) return "VFIO_IOMMU_UNMAP_DMA";
-      auto* u = as<vfio_iommu_type1_dma_unmap>(arg);
-      return fmt::format("VFIO_IOMMU_UNMAP_DMA{{iova={:#x},size={:#x}}}", u->iova, u->size);
+      vfio_iommu_type1_dma_unmap u;
+      if (!as(arg, u)) return "VFIO_IOMMU_UNMAP_DMA";
+      return fmt::format("VFIO_IOMMU_UNMAP_DMA{{iova={:#x},size={:#x}}}", u.iova, u.size);
     }
     case VFIO_IOMMU_SPAPR_REGISTER_MEMORY:
     case VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY: {
       const char* name = cmd == VFIO_IOMMU_SPAPR_REGISTER_MEMORY ? "VFIO_IOMMU_SPAPR_REGISTER_MEMORY"
                                                                   : "VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY";
-      if (!arg) return name;
-      auto* r = as<vfio_iommu_spapr_register_memory>(arg);
-      return fmt::format("{}{{vaddr={:#x},size={:#x}}}", name, r->vaddr, r->size);
+      vfio_iommu_spapr_register_memory r;
+      if (!as(arg, r)) return name;
+      return fmt::format("{}{{vaddr={:#x},size={:#x}}}", name, r.vaddr, r.size);
     }
     case VFIO_IOMMU_ENABLE: return "VFIO_IOMMU_ENABLE";
     case VFIO_IOMMU_DISABLE: return "VFIO_IOMMU_DISABLE";
     case VFIO_EEH_PE_OP: {
-      if (!arg) return "VFIO_EEH_PE_OP";
-      return fmt::format("VFIO_EEH_PE_OP{{op={}}}", as<vfio_eeh_pe_op>(arg)->op);
+      vfio_eeh_pe_op op;
+      if (!as(arg, op)) return "VFIO_EEH_PE_OP";
+      return fmt::format("VFIO_EEH_PE_OP{{op={}}}", op.op);
     }
     case VFIO_IOMMU_SPAPR_TCE_CREATE: {
-      if (!arg) return "VFIO_IOMMU_SPAPR_TCE_CREATE";
-      auto* c = as<vfio_iommu_spapr_tce_create>(arg);
+      vfio_iommu_spapr_tce_create c;
+      if (!as(arg, c)) return "VFIO_IOMMU_SPAPR_TCE_CREATE";
       return fmt::format("VFIO_IOMMU_SPAPR_TCE_CREATE{{page_shift={},window_size={:#x},levels={},start_addr={:#x}}}",
-                         c->page_shift, c->window_size, c->levels, c->start_addr);
+                         c.page_shift, c.window_size, c.levels, c.start_addr);
     }
     case VFIO_IOMMU_SPAPR_TCE_REMOVE: {
-      if (!arg) return "VFIO_IOMMU_SPAPR_TCE_REMOVE";
-      return fmt::format("VFIO_IOMMU_SPAPR_TCE_REMOVE{{start_addr={:#x}}}",
-                         as<vfio_iommu_spapr_tce_remove>(arg)->start_addr);
+      vfio_iommu_spapr_tce_remove r;
+      if (!as(arg, r)) return "VFIO_IOMMU_SPAPR_TCE_REMOVE";
+      return fmt::format("VFIO_IOMMU_SPAPR_TCE_REMOVE{{start_addr={:#x}}}", r.start_addr);
     }
     default: return fmt::format("ioctl({:#x})", cmd);
   }
@@ -62,11 +64,15 @@ std::string container_call(unsigned long cmd, unsigned long arg) {
 std::string group_call(unsigned long cmd, unsigned long arg) {
   switch (cmd) {
     case VFIO_GROUP_GET_STATUS: return "VFIO_GROUP_GET_STATUS";
-    case VFIO_GROUP_SET_CONTAINER:
-      return arg ? fmt::format("VFIO_GROUP_SET_CONTAINER(fd {})", *as<int>(arg)) : "VFIO_GROUP_SET_CONTAINER";
+    case VFIO_GROUP_SET_CONTAINER: {
+      int32_t fd;
+      return as(arg, fd) ? fmt::format("VFIO_GROUP_SET_CONTAINER(fd {})", fd) : "VFIO_GROUP_SET_CONTAINER";
+    }
     case VFIO_GROUP_UNSET_CONTAINER: return "VFIO_GROUP_UNSET_CONTAINER";
-    case VFIO_GROUP_GET_DEVICE_FD:
-      return arg ? fmt::format("VFIO_GROUP_GET_DEVICE_FD(\"{:.64}\")", as<char>(arg)) : "VFIO_GROUP_GET_DEVICE_FD";
+    case VFIO_GROUP_GET_DEVICE_FD: {
+      const auto name = mm::copy_string_from_client(arg, 65);
+      return name ? fmt::format("VFIO_GROUP_GET_DEVICE_FD(\"{}\")", *name) : "VFIO_GROUP_GET_DEVICE_FD";
+    }
     default: return fmt::format("ioctl({:#x})", cmd);
   }
 }
@@ -75,20 +81,20 @@ std::string device_call(unsigned long cmd, unsigned long arg, bool ok) {
   switch (cmd) {
     case VFIO_DEVICE_GET_INFO: return "VFIO_DEVICE_GET_INFO";
     case VFIO_DEVICE_GET_REGION_INFO: {
-      if (!arg) return "VFIO_DEVICE_GET_REGION_INFO";
-      auto* i = as<vfio_region_info>(arg);
-      if (!ok) return fmt::format("VFIO_DEVICE_GET_REGION_INFO{{index={}}}", i->index);
+      vfio_region_info i;
+      if (!as(arg, i)) return "VFIO_DEVICE_GET_REGION_INFO";
+      if (!ok) return fmt::format("VFIO_DEVICE_GET_REGION_INFO{{index={}}}", i.index);
       return fmt::format("VFIO_DEVICE_GET_REGION_INFO{{index={},argsz={},flags={:#x},cap_offset={},size={:#x}}}",
-                         i->index, i->argsz, i->flags, i->cap_offset, i->size);
+                         i.index, i.argsz, i.flags, i.cap_offset, i.size);
     }
     case VFIO_DEVICE_GET_IRQ_INFO:
-      return arg ? fmt::format("VFIO_DEVICE_GET_IRQ_INFO{{index={}}}", as<vfio_irq_info>(arg)->index)
-                 : "VFIO_DEVICE_GET_IRQ_INFO";
+      if (vfio_irq_info i; as(arg, i)) return fmt::format("VFIO_DEVICE_GET_IRQ_INFO{{index={}}}", i.index);
+      return "VFIO_DEVICE_GET_IRQ_INFO";
     case VFIO_DEVICE_SET_IRQS: {
-      if (!arg) return "VFIO_DEVICE_SET_IRQS";
-      auto* s = as<vfio_irq_set>(arg);
-      return fmt::format("VFIO_DEVICE_SET_IRQS{{index={},flags={:#x},start={},count={}}}", s->index, s->flags,
-                         s->start, s->count);
+      vfio_irq_set s;
+      if (!as(arg, s)) return "VFIO_DEVICE_SET_IRQS";
+      return fmt::format("VFIO_DEVICE_SET_IRQS{{index={},flags={:#x},start={},count={}}}", s.index, s.flags,
+                         s.start, s.count);
     }
     case VFIO_DEVICE_RESET: return "VFIO_DEVICE_RESET";
     case VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: return "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO";

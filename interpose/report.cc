@@ -85,71 +85,68 @@ json fatal_hmi_json(const platform::Hmi& h) {
   return f;
 }
 
-}  // namespace
-
-json build_report(Interposer& ip, const platform::Hmi* fatal) {
-  mm::AddressSpace& as = mm::AddressSpace::current();
-  json r;
-  r["nv2pt_report"] = 1;
-  r["pid"] = getpid();
-  r["time"] = fmt::format("{:%Y-%m-%dT%H:%M:%S}", fmt::gmtime(std::time(nullptr)));
-  r["topology"] = ip.options().topology.empty() ? "embedded default" : ip.options().topology;
-  r["hmi_policy"] = std::string(platform::to_string(ip.options().hmi));
-
-  CompatSwitch& c = ip.compat();
+json compat_json(CompatSwitch& c) {
   json compat = {{"setting", setting_name(c.setting())},
                  {"kept_buffers", c.kept_buffers()},
                  {"skipped_frees", c.skipped_frees()}};
   if (auto a = c.active()) compat["active"] = *a;
   else compat["active"] = nullptr;
   if (std::string p = c.detected_program(); !p.empty()) compat["detected_program"] = p;
-  r["compat"] = {{std::string(kQemu72RegionInfoUaf), compat}};
+  return {{std::string(kQemu72RegionInfoUaf), compat}};
+}
 
-  vfio::Host* host = ip.host();
-  if (!host) {
-    r["error"] = "the topology did not load: no emulated devices";
-    return r;
-  }
-
-  // Container fds open now, by container, for names.
-  std::map<const vfio::Container*, unsigned> serial;
+// The fds open now: containers by their serial (for names), device fds counted per device.
+struct OpenFds {
+  std::map<const vfio::Container*, unsigned> container_serial;
   std::map<const vfio::PciDevice*, int> device_fds;
-  for (auto [fd, o] : fd_table().entries()) {
-    if (o->kind == FdKind::kContainer && o->container) serial[o->container.get()] = o->serial;
-    if (o->kind == FdKind::kDevice) ++device_fds[o->device];
-  }
 
+  OpenFds() {
+    for (auto [fd, o] : fd_table().entries()) {
+      if (o->kind == FdKind::kContainer && o->container) container_serial[o->container.get()] = o->serial;
+      if (o->kind == FdKind::kDevice) ++device_fds[o->device];
+    }
+  }
+  json serial_of(const vfio::Container* c) const {
+    auto it = container_serial.find(c);
+    return it != container_serial.end() ? json(it->second) : json(nullptr);
+  }
+};
+
+json devices_json(vfio::Host& host, const OpenFds& fds) {
   json devices = json::array();
-  for (const platform::PciFunction& f : host->machine().pci_functions()) {
-    vfio::PciDevice* d = host->device(f.address);
+  for (const platform::PciFunction& f : host.machine().pci_functions()) {
+    vfio::PciDevice* d = host.device(f.address);
     if (!d || d->open_count() == 0) continue;
+    auto n = fds.device_fds.find(d);
     devices.push_back({{"address", f.address.to_string()},
                        {"iommu_group", d->iommu_group()},
                        {"open_count", d->open_count()},
-                       {"fds", device_fds[d]},
+                       {"fds", n != fds.device_fds.end() ? n->second : 0},
                        {"extra_regions", d->extra_region_names()}});
   }
-  r["devices"] = std::move(devices);
-  json opened = json::object();
-  for (const auto& [name, count] : ip.devices_opened()) opened[name] = count;
-  r["device_fds_opened"] = std::move(opened);
+  return devices;
+}
 
+json groups_json(vfio::Host& host, const OpenFds& fds) {
   json groups = json::array();
-  for (int id : host->group_ids()) {
-    vfio::Group* g = host->group(id);
+  for (int id : host.group_ids()) {
+    vfio::Group* g = host.group(id);
     if (!g->is_open() && !g->container()) continue;
     json members = json::array();
     for (const vfio::PciDevice* d : g->devices()) members.push_back(d->name());
     json j = {{"id", id}, {"open", g->is_open()}, {"viable", g->viable()}, {"devices", members}};
-    if (auto ct = g->container(); ct && serial.count(ct.get())) j["container"] = serial[ct.get()];
+    if (auto ct = g->container(); ct && fds.container_serial.contains(ct.get()))
+      j["container"] = fds.serial_of(ct.get());
     groups.push_back(std::move(j));
   }
-  r["groups"] = std::move(groups);
+  return groups;
+}
 
+json containers_json(vfio::Host& host, const OpenFds& fds, mm::AddressSpace& as) {
   json containers = json::array();
-  for (const std::shared_ptr<vfio::Container>& ct : host->containers()) {
+  for (const std::shared_ptr<vfio::Container>& ct : host.containers()) {
     json j;
-    j["container"] = serial.count(ct.get()) ? json(serial[ct.get()]) : json(nullptr);
+    j["container"] = fds.serial_of(ct.get());
     json gids = json::array();
     for (const vfio::Group* g : ct->groups()) gids.push_back(g->id());
     j["groups"] = gids;
@@ -170,8 +167,10 @@ json build_report(Interposer& ip, const platform::Hmi* fatal) {
     }
     containers.push_back(std::move(j));
   }
-  r["containers"] = std::move(containers);
+  return containers;
+}
 
+json registered_memory_json(mm::AddressSpace& as) {
   json regions = json::array();
   as.registry().for_each([&](const mm::RegisteredRegion& reg) {
     json j = {{"ua", hex(reg.ua())},
@@ -184,33 +183,40 @@ json build_report(Interposer& ip, const platform::Hmi* fatal) {
     else j["first_hpa"] = hex(reg.page_hpa(0));
     regions.push_back(std::move(j));
   });
-  r["registered_memory"] = std::move(regions);
+  return regions;
+}
 
+json locked_memory_json(mm::AddressSpace& as) {
   const uint64_t locked = as.locked_memory().locked_pages();
-  r["locked_memory"] = {{"pages", locked},
-                        {"bytes", locked * kHostPageSize},
-                        {"pinned_pages", as.pinner().pinned_pages()},
-                        {"underflows", as.locked_memory().underflows()}};
+  return {{"pages", locked},
+          {"bytes", locked * kHostPageSize},
+          {"pinned_pages", as.pinner().pinned_pages()},
+          {"underflows", as.locked_memory().underflows()}};
+}
 
+json hmis_json(vfio::Host& host) {
   json hmis = json::array();
-  for (const platform::Hmi& h : host->hardware().hmi_log().entries()) hmis.push_back(hmi_json(h));
-  r["hmis"] = std::move(hmis);
-  if (fatal) r["fatal_hmi"] = fatal_hmi_json(*fatal);
+  for (const platform::Hmi& h : host.hardware().hmi_log().entries()) hmis.push_back(hmi_json(h));
+  return hmis;
+}
 
+json links_json(vfio::Host& host) {
   json links = json::array();
-  const platform::Machine& m = host->machine();
+  const platform::Machine& m = host.machine();
   for (const platform::NvlinkBridge& b : m.bridges()) {
-    auto state = host->hardware().link_state(b.address);
+    auto state = host.hardware().link_state(b.address);
     const platform::Gpu* gpu = m.gpu_of(b);
     links.push_back({{"bridge", b.address.to_string()},
                      {"gpu", gpu ? json(gpu->address.to_string()) : json(nullptr)},
                      {"state", state ? json(std::string(platform::to_string(*state))) : json(nullptr)}});
   }
-  r["links"] = std::move(links);
+  return links;
+}
 
+json gpu_ram_json(vfio::Host& host) {
   json gpu_ram = json::array();
-  for (const platform::Gpu& g : m.gpus()) {
-    platform::GpuRam* ram = host->hardware().gpu_ram(g.address);
+  for (const platform::Gpu& g : host.machine().gpus()) {
+    platform::GpuRam* ram = host.hardware().gpu_ram(g.address);
     if (!ram) continue;
     const auto& cfg = ram->config();
     gpu_ram.push_back({{"gpu", g.address.to_string()},
@@ -219,7 +225,39 @@ json build_report(Interposer& ip, const platform::Hmi* fatal) {
                        {"real_size", hex(cfg.real_size)},
                        {"populated_pages", ram->populated_pages()}});
   }
-  r["gpu_ram"] = std::move(gpu_ram);
+  return gpu_ram;
+}
+
+}  // namespace
+
+json build_report(Interposer& ip, const platform::Hmi* fatal) {
+  json r;
+  r["nv2pt_report"] = 1;
+  r["pid"] = getpid();
+  r["time"] = fmt::format("{:%Y-%m-%dT%H:%M:%S}", fmt::gmtime(std::time(nullptr)));
+  r["topology"] = ip.options().topology.empty() ? "embedded default" : ip.options().topology;
+  r["hmi_policy"] = std::string(platform::to_string(ip.options().hmi));
+  r["compat"] = compat_json(ip.compat());
+
+  vfio::Host* host = ip.host();
+  if (!host) {
+    r["error"] = "the topology did not load: no emulated devices";
+    return r;
+  }
+  mm::AddressSpace& as = mm::AddressSpace::current();
+  const OpenFds fds;
+  r["devices"] = devices_json(*host, fds);
+  json opened = json::object();
+  for (const auto& [name, count] : ip.devices_opened()) opened[name] = count;
+  r["device_fds_opened"] = std::move(opened);
+  r["groups"] = groups_json(*host, fds);
+  r["containers"] = containers_json(*host, fds, as);
+  r["registered_memory"] = registered_memory_json(as);
+  r["locked_memory"] = locked_memory_json(as);
+  r["hmis"] = hmis_json(*host);
+  if (fatal) r["fatal_hmi"] = fatal_hmi_json(*fatal);
+  r["links"] = links_json(*host);
+  r["gpu_ram"] = gpu_ram_json(*host);
   return r;
 }
 

@@ -4,7 +4,7 @@ namespace nv2pt::iommu {
 
 Result<void> Pe::set_window(unsigned num, TceTable* table) {
   if (num >= kMaxWindows || !table) return fail(kEINVAL);
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (fail_next_set_window_) {
     fail_next_set_window_ = false;
     return fail(kEIO);
@@ -17,25 +17,25 @@ Result<void> Pe::set_window(unsigned num, TceTable* table) {
 
 void Pe::unset_window(unsigned num) {
   if (num >= kMaxWindows) return;
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   windows_[num] = nullptr;
 }
 
 TceTable* Pe::window(unsigned num) const {
   if (num >= kMaxWindows) return nullptr;
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return windows_[num];
 }
 
 unsigned Pe::window_count() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   unsigned n = 0;
   for (const TceTable* t : windows_) n += t != nullptr;
   return n;
 }
 
 bool Pe::bypass() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return bypass_;
 }
 
@@ -45,7 +45,7 @@ void Pe::set_npu_gpu(platform::Hardware& hardware, const platform::PciAddress& g
 
 void Pe::take_ownership() {
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     const bool had_window0 = windows_[0] != nullptr;
     windows_[0] = nullptr;
     // The NPU's single TVE held the 32-bit window, so bypass was off already and its context stays as it is.
@@ -58,7 +58,7 @@ void Pe::take_ownership() {
 
 void Pe::release_ownership() {
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     windows_.fill(nullptr);
     bypass_ = true;
   }
@@ -68,7 +68,7 @@ void Pe::release_ownership() {
 }
 
 Result<uint64_t> Pe::translate(uint64_t bus_addr, bool write) const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   for (const TceTable* table : windows_) {
     if (!table || !table->contains(bus_addr)) continue;
     const uint64_t index = (bus_addr - table->bus_start()) >> table->page_shift();

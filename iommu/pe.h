@@ -5,10 +5,10 @@
 
 #include <array>
 #include <cstdint>
-#include <mutex>
 #include <optional>
 #include <string>
 
+#include "base/thread_annotations.h"
 #include "base/errno.h"
 #include "iommu/tce_table.h"
 #include "platform/hardware.h"
@@ -60,16 +60,16 @@ class Pe {
   Result<uint64_t> translate(uint64_t bus_addr, bool write) const;
 
   // Test hook: the next set_window fails as the firmware would.
-  void fail_next_set_window() { std::lock_guard lock(mutex_); fail_next_set_window_ = true; }
+  void fail_next_set_window() { MutexLock lock(mutex_); fail_next_set_window_ = true; }
 
  private:
   std::string name_;
   Kind kind_;
-  mutable std::mutex mutex_;
+  mutable Mutex mutex_;
   // Which window number each TVE holds and its table.
-  std::array<TceTable*, kMaxWindows> windows_{};
-  bool bypass_ = true;
-  bool fail_next_set_window_ = false;
+  std::array<TceTable*, kMaxWindows> windows_ NV2PT_GUARDED_BY(mutex_){};
+  bool bypass_ NV2PT_GUARDED_BY(mutex_) = true;
+  bool fail_next_set_window_ NV2PT_GUARDED_BY(mutex_) = false;
   struct NpuGpu {
     platform::Hardware* hardware;
     platform::PciAddress gpu;

@@ -41,7 +41,7 @@ Result<void> TableGroup::set_window(unsigned num, TceTable* table) {
       return r;
     }
   }
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   tables_[num] = table;
   return {};
 }
@@ -49,33 +49,33 @@ Result<void> TableGroup::set_window(unsigned num, TceTable* table) {
 void TableGroup::unset_window(unsigned num) {
   if (num >= kMaxWindows) return;
   for (Pe* pe : members_) pe->unset_window(num);
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   tables_[num] = nullptr;
 }
 
 TceTable* TableGroup::table(unsigned num) const {
   if (num >= kMaxWindows) return nullptr;
   if (ops_ == Ops::kLegacy) return num == 0 ? legacy_table_.get() : nullptr;
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return tables_[num];
 }
 
 void TableGroup::take_ownership() {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   for (Pe* pe : members_) pe->take_ownership();
   tables_[0] = nullptr;
   owned_by_user_ = true;
 }
 
 void TableGroup::release_ownership() {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   for (Pe* pe : members_) pe->release_ownership();
   tables_.fill(nullptr);
   owned_by_user_ = false;
 }
 
 bool TableGroup::owned_by_user() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return owned_by_user_;
 }
 

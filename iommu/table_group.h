@@ -7,10 +7,10 @@
 #include <array>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "base/thread_annotations.h"
 #include "base/errno.h"
 #include "iommu/pe.h"
 #include "iommu/tce_table.h"
@@ -78,9 +78,9 @@ class TableGroup {
   Properties properties_;
   std::vector<Pe*> members_;
   std::unique_ptr<TceTable> legacy_table_;
-  mutable std::mutex mutex_;
-  bool owned_by_user_ = false;
-  std::array<TceTable*, kMaxWindows> tables_{};  // guarded by mutex_
+  mutable Mutex mutex_;
+  bool owned_by_user_ NV2PT_GUARDED_BY(mutex_) = false;
+  std::array<TceTable*, kMaxWindows> tables_ NV2PT_GUARDED_BY(mutex_){};
 
 };
 

@@ -9,15 +9,15 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 
+#include "base/thread_annotations.h"
 #include "base/errno.h"
 #include "iommu/table_geometry.h"
 #include "iommu/tce.h"
 
 namespace nv2pt::iommu {
 
-// An exchange of an entry by the holder of TceTable::lock_updates(): a load and a store, not a locked instruction.
+// An exchange of an entry by the holder of TceTable::update_mutex(): a load and a store, not a locked instruction.
 // Concurrent readers see the old or the new word, as with an exchange.
 inline uint64_t swap_unshared(std::atomic<uint64_t>& entry, uint64_t value) {
   const uint64_t old = entry.load(std::memory_order_relaxed);
@@ -89,16 +89,16 @@ class TceTable {
   // are serialised by the container's lock already, so it is uncontended then), KVM's hypercalls for the host
   // entries of one guest TCE, which they write without the container's lock. A writer thus sees the entry and its
   // cache word as a pair, and under the lock they are swapped with plain loads and stores (swap_unshared). Readers
-  // (translations, reports) need no lock. Take it after the registry's read guard.
-  [[nodiscard]] std::unique_lock<std::mutex> lock_updates() { return std::unique_lock(update_mutex_); }
+  // (translations, reports) need no lock. Take it after the registry's read guard: MutexLock l(t.update_mutex()).
+  Mutex& update_mutex() NV2PT_RETURN_CAPABILITY(update_mutex_) { return update_mutex_; }
 
   // A table its owner (the container) took out of service: KVM may still hold it, but writes nothing more into it.
   // The owner retires it before it clears it for the last time, so no entry written later can outlive the clear.
   void retire() {
-    const auto lock = lock_updates();
+    MutexLock lock(update_mutex_);
     retired_.store(true, std::memory_order_relaxed);
   }
-  bool retired() const { return retired_.load(std::memory_order_relaxed); }  // read it under lock_updates()
+  bool retired() const { return retired_.load(std::memory_order_relaxed); }  // read it under update_mutex()
 
   // Valid entries (R or W set) in the hardware table. exchange() and clear() keep it; callers that write leaf
   // entries directly through hw_leaf() report each entry they make valid (+1) or invalid (-1).
@@ -148,7 +148,7 @@ class TceTable {
   std::atomic<uint64_t> allocated_bytes_{0};
   std::atomic<uint64_t> allocated_blocks_{0};
   std::atomic<uint64_t> live_entries_{0};
-  std::mutex update_mutex_;
+  Mutex update_mutex_;
   std::atomic<bool> retired_{false};
 };
 

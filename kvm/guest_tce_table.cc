@@ -4,6 +4,7 @@
 #include <new>
 
 #include "base/checked.h"
+#include "base/thread_annotations.h"
 #include "kvm/stt_accounting.h"
 
 namespace nv2pt::kvm {
@@ -71,7 +72,7 @@ Result<void> GuestTceTable::set(uint64_t index, uint64_t tce) {
 }
 
 std::vector<GuestTceTable::Attached> GuestTceTable::attached() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return attached_;
 }
 
@@ -82,7 +83,7 @@ int GuestTceTable::Attached::refs() const {
 }
 
 void GuestTceTable::attach(std::shared_ptr<iommu::TceTable> table, int group_id) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   for (Attached& a : attached_) {
     if (a.table == table) {
       ++a.group_refs[group_id];  // the same hardware table again only adds a reference
@@ -93,7 +94,7 @@ void GuestTceTable::attach(std::shared_ptr<iommu::TceTable> table, int group_id)
 }
 
 void GuestTceTable::detach_group(int group_id) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   // The kernel drops one reference per table of the group, so a group that attached the same table twice leaves it
   // attached after its DEL; every reference the group took goes here.
   for (Attached& a : attached_) a.group_refs.erase(group_id);

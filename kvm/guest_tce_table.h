@@ -8,9 +8,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <vector>
 
+#include "base/thread_annotations.h"
 #include "base/errno.h"
 #include "iommu/tce_table.h"
 #include "mm/address_space.h"
@@ -72,8 +72,8 @@ class GuestTceTable {
   const uint64_t charged_pages_;
   std::unique_ptr<std::atomic<uint64_t*>[]> pages_;
   std::atomic<uint64_t> allocated_pages_{0};
-  mutable std::mutex mutex_;
-  std::vector<Attached> attached_;
+  mutable Mutex mutex_;
+  std::vector<Attached> attached_ NV2PT_GUARDED_BY(mutex_);
 };
 
 }  // namespace nv2pt::kvm

@@ -22,7 +22,7 @@ uint64_t tce_gpa(uint64_t tce) { return tce & ~iommu::kTcePermMask; }
 }  // namespace
 
 Vm::~Vm() {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   tables_.clear();
   // kvm_vfio_destroy: the groups still added are let go.
   for (vfio::Group* group : groups_) {
@@ -32,7 +32,7 @@ Vm::~Vm() {
 }
 
 Result<void> Vm::set_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, uint64_t ua) {
-  const mm::WriteLock lock(slots_mutex_);
+  const WriteLock lock(slots_mutex_);
   if (size == 0) {
     slots_.erase(slot);
     return {};
@@ -48,7 +48,7 @@ Result<void> Vm::set_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, u
 }
 
 std::optional<uint64_t> Vm::gpa_to_ua(uint64_t gpa) const {
-  const mm::ReadLock lock(slots_mutex_);
+  const ReadLock lock(slots_mutex_);
   return translate(gpa);
 }
 
@@ -60,7 +60,7 @@ std::optional<uint64_t> Vm::translate(uint64_t gpa) const {
 }
 
 Result<GuestTceTable*> Vm::create_tce_table(const CreateSpaprTce64& args) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto table = NV2PT_TRY(GuestTceTable::create(mm_, args));
   // The kernel checks the LIOBN after charging and allocating, then undoes both.
   if (tables_.count(args.liobn)) return fail(kEBUSY);
@@ -70,18 +70,18 @@ Result<GuestTceTable*> Vm::create_tce_table(const CreateSpaprTce64& args) {
 }
 
 void Vm::release_tce_table(uint64_t liobn) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   tables_.erase(liobn);
 }
 
 GuestTceTable* Vm::tce_table(uint64_t liobn) const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = tables_.find(liobn);
   return it == tables_.end() ? nullptr : it->second.get();
 }
 
 Result<void> Vm::vfio_group_add(vfio::Group& group) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   // kvm_vfio_set_group holds the group first (EINVAL without a container), then looks for it.
   NV2PT_TRY(group.get_external_user());
   if (std::find(groups_.begin(), groups_.end(), &group) != groups_.end()) {
@@ -94,7 +94,7 @@ Result<void> Vm::vfio_group_add(vfio::Group& group) {
 }
 
 Result<void> Vm::vfio_group_del(vfio::Group& group) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = std::find(groups_.begin(), groups_.end(), &group);
   if (it == groups_.end()) return fail(kENOENT);
   groups_.erase(it);
@@ -105,7 +105,7 @@ Result<void> Vm::vfio_group_del(vfio::Group& group) {
 }
 
 bool Vm::has_group(const vfio::Group& group) const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return std::find(groups_.begin(), groups_.end(), &group) != groups_.end();
 }
 
@@ -193,7 +193,7 @@ long Vm::mirror(const GuestTceTable& stt, iommu::TceTable& table, uint64_t entry
   const uint64_t first = ((stt.offset() + entry) << shift) - (table.bus_start() >> table.page_shift());
   const DmaDirection dir = iommu::tce_direction(tce);
   // The container's MAP/UNMAP may be writing the same entries: each entry and its cache word change as a pair.
-  const auto updates = table.lock_updates();
+  MutexLock updates(table.update_mutex());
   if (table.retired()) return kHSuccess;  // its window is gone: no hardware entry behind this guest table there
   if (dir == DmaDirection::kNone) {
     for (uint64_t i = 0; i < subpages; ++i) {
@@ -215,7 +215,7 @@ long Vm::h_put_tce(uint64_t liobn, uint64_t ioba, uint64_t tce) {
   if (!stt) return kHTooHard;
   if (long rc = check_ioba(*stt, ioba, 1); rc != kHSuccess) return rc;
   // Translated once and used under the slots' lock: a slot removed meanwhile waits for this call.
-  const mm::ReadLock slots(slots_mutex_);
+  const ReadLock slots(slots_mutex_);
   const std::optional<uint64_t> ua =
       iommu::tce_direction(tce) == DmaDirection::kNone ? std::nullopt : translate(tce_gpa(tce));
   const auto guard = mm_.registry().read();
@@ -235,7 +235,7 @@ long Vm::h_put_tce_indirect(uint64_t liobn, uint64_t ioba, uint64_t tce_list_gpa
   if (tce_list_gpa & 0xfff) return kHParameter;
   if (long rc = check_ioba(*stt, ioba, npages); rc != kHSuccess) return rc;
   // Every translation is made and used under the slots' lock: a slot removed meanwhile waits for this call.
-  const mm::ReadLock slots(slots_mutex_);
+  const ReadLock slots(slots_mutex_);
   auto list_ua = translate(tce_list_gpa);
   if (!list_ua) return kHTooHard;
   std::vector<uint64_t> tces(npages);

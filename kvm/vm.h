@@ -7,10 +7,10 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <utility>
 #include <vector>
 
+#include "base/thread_annotations.h"
 #include "base/errno.h"
 #include "kvm/guest_tce_table.h"
 #include "mm/address_space.h"
@@ -84,15 +84,15 @@ class Vm {
 
   mm::AddressSpace& mm_;
   const uint32_t lpid_;
-  mutable std::mutex mutex_;
+  mutable Mutex mutex_;
   // The memory slots have their own lock, the kernel's kvm->srcu: a hypercall that translates guest addresses
   // holds it shared from its first translation to its last use of the result (taken before the registry's read
   // guard, never under mutex_), a slot change exclusively. Group add/del take the group's lock (and through it the
   // container's) under mutex_, so slots are not under mutex_ either.
-  mutable mm::SharedMutex slots_mutex_;
+  mutable SharedMutex slots_mutex_;
   std::map<uint32_t, Slot> slots_ NV2PT_GUARDED_BY(slots_mutex_);
-  std::map<uint64_t, std::unique_ptr<GuestTceTable>> tables_;
-  std::vector<vfio::Group*> groups_;
+  std::map<uint64_t, std::unique_ptr<GuestTceTable>> tables_ NV2PT_GUARDED_BY(mutex_);
+  std::vector<vfio::Group*> groups_ NV2PT_GUARDED_BY(mutex_);
 };
 
 }  // namespace nv2pt::kvm

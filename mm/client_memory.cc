@@ -3,6 +3,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -40,6 +41,25 @@ Result<void> copy_from_client(void* out, uint64_t ua, size_t len) {
 Result<void> copy_to_client(uint64_t ua, const void* in, size_t len) {
   // iovec wants non-const; process_vm_writev only reads the local side.
   return copy(const_cast<void*>(in), reinterpret_cast<void*>(ua), len, /*to_remote=*/true);
+}
+
+Result<std::string> copy_string_from_client(uint64_t ua, size_t max) {
+  // Chunks that never cross a 4 KiB boundary: a string ending just before an unmapped page is still readable.
+  constexpr uint64_t kChunk = 4096;
+  std::string out;
+  while (out.size() < max) {
+    const uint64_t at = ua + out.size();
+    if (at < ua) return fail(kEFAULT);  // wrapped past the top of the address space
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk - at % kChunk, max - out.size()));
+    char buf[kChunk];
+    NV2PT_TRY(copy_from_client(buf, at, n));
+    if (const void* nul = std::memchr(buf, 0, n)) {
+      out.append(buf, static_cast<const char*>(nul) - buf);
+      return out;
+    }
+    out.append(buf, n);
+  }
+  return fail(kEINVAL);
 }
 
 }  // namespace nv2pt::mm

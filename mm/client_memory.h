@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "base/errno.h"
 
@@ -13,5 +14,8 @@ namespace nv2pt::mm {
 
 Result<void> copy_from_client(void* out, uint64_t ua, size_t len);
 Result<void> copy_to_client(uint64_t ua, const void* in, size_t len);
+// strndup_user: the NUL-terminated string at `ua`, read no further than its terminator (it may end right before an
+// unmapped page). EFAULT if it runs into memory that is not readable, EINVAL if it is `max` bytes or longer.
+Result<std::string> copy_string_from_client(uint64_t ua, size_t max);
 
 }  // namespace nv2pt::mm

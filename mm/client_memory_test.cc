@@ -38,5 +38,22 @@ TEST(ClientMemory, ReadOnlyIsEfaultForWrites) {
   EXPECT_EQ(std::memcmp(ro.p, "\0\0\0\0", 4), 0);
 }
 
+TEST(ClientMemory, StringEndingRightBeforeAnUnmappedPageIsRead) {
+  void* two = mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(two, MAP_FAILED);
+  char* first = static_cast<char*>(two);
+  ASSERT_EQ(mprotect(first + 4096, 4096, PROT_NONE), 0);
+  std::memcpy(first + 4096 - 6, "name\0", 5);
+  auto s = copy_string_from_client(reinterpret_cast<uint64_t>(first + 4096 - 6), 65536);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(*s, "name");
+  // Unterminated up to the protected page: EFAULT; terminated only past `max`: EINVAL (strndup_user).
+  std::memset(first + 4096 - 6, 'x', 6);
+  EXPECT_EQ(copy_string_from_client(reinterpret_cast<uint64_t>(first + 4096 - 6), 65536).error(), kEFAULT);
+  EXPECT_EQ(copy_string_from_client(reinterpret_cast<uint64_t>(first + 4096 - 6), 4).error(), kEINVAL);
+  EXPECT_EQ(copy_string_from_client(0, 64).error(), kEFAULT);
+  munmap(two, 8192);
+}
+
 }  // namespace
 }  // namespace nv2pt::mm

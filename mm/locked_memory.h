@@ -10,7 +10,7 @@
 #include <functional>
 
 #include "base/errno.h"
-#include "mm/thread_annotations.h"
+#include "base/thread_annotations.h"
 
 namespace nv2pt::mm {
 

@@ -41,7 +41,7 @@
 #include "base/errno.h"
 #include "mm/frame_allocator.h"
 #include "mm/page_shift_source.h"
-#include "mm/thread_annotations.h"
+#include "base/thread_annotations.h"
 
 namespace nv2pt::mm {
 

@@ -11,7 +11,7 @@
 #include <memory>
 #include <vector>
 
-#include "mm/thread_annotations.h"
+#include "base/thread_annotations.h"
 
 namespace nv2pt::mm {
 

@@ -30,7 +30,7 @@
 #include "mm/locked_memory.h"
 #include "mm/page_pinner.h"
 #include "mm/registered_region.h"
-#include "mm/thread_annotations.h"
+#include "base/thread_annotations.h"
 
 namespace nv2pt::mm {
 
@@ -53,9 +53,11 @@ class Registry {
   Result<void> put(const RegionRef& region);
 
   // Shared hold on the registry: regions found through it stay linked and alive while it exists.
-  class NV2PT_SCOPED_CAPABILITY ReadGuard {
+  // Not a scoped capability to clang's analysis: read() returns it by value, which clang 14 cannot follow, so every
+  // holder would see a release of something it never acquired. Its members read under the shared lock it holds.
+  class ReadGuard {
    public:
-    ~ReadGuard() NV2PT_RELEASE() { registry_.mu_.unlock_shared(); }
+    ~ReadGuard() NV2PT_NO_THREAD_SAFETY_ANALYSIS { registry_.mu_.unlock_shared(); }
     ReadGuard(const ReadGuard&) = delete;
     ReadGuard& operator=(const ReadGuard&) = delete;
 
@@ -71,7 +73,7 @@ class Registry {
 
    private:
     friend class Registry;
-    explicit ReadGuard(const Registry& registry) NV2PT_ACQUIRE_SHARED(registry.mu_) : registry_(registry) {
+    explicit ReadGuard(const Registry& registry) NV2PT_NO_THREAD_SAFETY_ANALYSIS : registry_(registry) {
       registry_.mu_.lock_shared();
     }
     const Registry& registry_;

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "base/log.h"
 #include "platform/embedded_topology.h"
 
 extern char** environ;
@@ -153,7 +154,7 @@ DeviceTree DeviceTree::embedded_default() {
   auto tree = from_blob(std::vector<uint8_t>(bytes.begin(), bytes.end()), "embedded default topology");
   if (!tree) {
     // Only a broken build gets here: the blob was checked by dtc when it was made.
-    fmt::print(stderr, "nv2pt: {}\n", tree.error().message);
+    log_line(tree.error().message);
     std::abort();
   }
   return std::move(*tree);

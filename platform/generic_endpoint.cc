@@ -3,6 +3,7 @@
 namespace nv2pt::platform {
 
 GenericEndpoint::GenericEndpoint(const PciFunction& function) : PciDeviceModel(function.address), function_(function) {
+  MutexLock lock(mutex_);
   init_config();
 }
 
@@ -19,17 +20,17 @@ void GenericEndpoint::init_config() {
 }
 
 uint32_t GenericEndpoint::config_read(uint32_t offset, unsigned size) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return config_.read(offset, size);
 }
 
 void GenericEndpoint::config_write(uint32_t offset, unsigned size, uint32_t value) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   config_.write(offset, size, value);
 }
 
 void GenericEndpoint::reset(ResetKind /*kind*/) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   init_config();
 }
 

@@ -2,8 +2,8 @@
 // BARs and no capabilities, so vfio can still open and reset it.
 #pragma once
 
-#include <mutex>
 
+#include "base/thread_annotations.h"
 #include "platform/config_space.h"
 #include "platform/pci_device_model.h"
 #include "platform/pci_function.h"
@@ -24,11 +24,11 @@ class GenericEndpoint : public PciDeviceModel {
   void reset(ResetKind kind) override;
 
  private:
-  void init_config();
+  void init_config() NV2PT_REQUIRES(mutex_);
 
   const PciFunction function_;
-  std::mutex mutex_;
-  ConfigSpace config_;  // guarded by mutex_
+  Mutex mutex_;
+  ConfigSpace config_ NV2PT_GUARDED_BY(mutex_);
 };
 
 }  // namespace nv2pt::platform

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/thread_annotations.h"
 #include "base/checked.h"
 #include "base/host_page.h"
 #include "platform/sparse_memfd.h"
@@ -84,9 +85,9 @@ struct GpuRam::Impl {
   std::thread thread;
   std::atomic<uint64_t> faults{0};
 
-  mutable std::mutex mutex;
-  std::map<uintptr_t, Mapping> mappings;  // guarded by mutex; by start address
-  bool kernel_serves = false;             // guarded by mutex; links trained: real parts go to the kernel
+  Mutex mutex;
+  std::map<uintptr_t, Mapping> mappings NV2PT_GUARDED_BY(mutex);  // by start address
+  bool kernel_serves NV2PT_GUARDED_BY(mutex) = false;  // links trained: real parts go to the kernel
 };
 
 GpuRam::Impl::~Impl() {
@@ -323,7 +324,7 @@ void GpuRam::Impl::handle_fault(const uffd_msg& msg) {
   uint64_t map_start = 0;
   Mapping mapping{};
   {
-    std::lock_guard lock(mutex);
+    MutexLock lock(mutex);
     auto it = mappings.upper_bound(static_cast<uintptr_t>(address));
     if (it == mappings.begin()) return;
     --it;
@@ -355,7 +356,7 @@ void GpuRam::Impl::handle_fault(const uffd_msg& msg) {
     // Allowed, so every link is trained, yet the real RAM is still with the service (no links_changed() since
     // training, or a discard()): hand it to the kernel now. The toucher's retry is then the kernel's own fault,
     // as is every later touch.
-    std::lock_guard lock(mutex);
+    MutexLock lock(mutex);
     serve_real_ram_by_kernel();
     if (auto it = mappings.find(map_start); it != mappings.end() && it->second.kernel) {
       uffdio_range wake{lo, hi - lo};  // unregistering woke it already, unless it failed
@@ -389,7 +390,7 @@ const GpuRam::Config& GpuRam::config() const { return impl_->config; }
 
 void GpuRam::set_policy(HmiPolicy policy) {
   impl_->policy.store(policy);
-  std::lock_guard lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   impl_->config.policy = policy;
 }
 
@@ -474,7 +475,7 @@ Result<void*> GpuRam::map(void* addr, uint64_t offset, uint64_t len, int prot) {
       mmap(m, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
     return fail(kEIO);
   }
-  std::lock_guard lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   impl_->mappings[reinterpret_cast<uintptr_t>(m)] = Impl::Mapping{len, offset};
   impl_->serve_real_ram_by_kernel();  // trained already: only the part beyond the real RAM stays with the service
   return m;
@@ -482,7 +483,7 @@ Result<void*> GpuRam::map(void* addr, uint64_t offset, uint64_t len, int prot) {
 
 void GpuRam::unmap(void* addr, uint64_t len) {
   {
-    std::lock_guard lock(impl_->mutex);
+    MutexLock lock(impl_->mutex);
     impl_->mappings.erase(reinterpret_cast<uintptr_t>(addr));
   }
   uffdio_range range{reinterpret_cast<uint64_t>(addr), len};
@@ -505,12 +506,12 @@ uint64_t GpuRam::populated_pages() const {
 uint64_t GpuRam::serviced_faults() const { return impl_->faults.load(std::memory_order_relaxed); }
 
 bool GpuRam::served_by_kernel() const {
-  std::lock_guard lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   return impl_->kernel_serves;
 }
 
 void GpuRam::links_changed() {
-  std::lock_guard lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   if (impl_->links_trained && impl_->links_trained())
     impl_->serve_real_ram_by_kernel();
   else
@@ -521,7 +522,7 @@ void GpuRam::zap() {
   // Registered whole first, then the client's page-table entries dropped with the contents kept: the next touch
   // of any page faults into the service again (a minor fault for a page the memfd holds), where the rule is
   // checked anew.
-  std::lock_guard lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   impl_->rearm(/*keep_mapped=*/false);
   for (const auto& [start, m] : impl_->mappings) (void)madvise(reinterpret_cast<void*>(start), m.len, MADV_DONTNEED);
 }
@@ -531,7 +532,7 @@ bool GpuRam::checks_present_pages() const { return impl_->minor_faults; }
 void GpuRam::discard() {
   // Registered whole first; punching the hole then zaps every mapping of it, so the next touch faults into the
   // service again.
-  std::lock_guard lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   impl_->rearm(/*keep_mapped=*/false);
   (void)impl_->memfd.discard();
 }

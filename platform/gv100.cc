@@ -45,6 +45,7 @@ Gv100::Gv100(PciAddress address, Identity identity) : PciDeviceModel(address), i
   bars[0] = {.size = kBar0Size, .mem64 = false, .prefetchable = false, .mmappable = true};  // [LSPCI]
   bars[1] = {.size = kBar1Size, .mem64 = true, .prefetchable = true, .mmappable = true};    // [LSPCI]
   bars[3] = {.size = kBar3Size, .mem64 = true, .prefetchable = true, .mmappable = true};    // [LSPCI]
+  MutexLock lock(mutex_);
   bars_ = BarRegisters(bars);
   init_config();
 }
@@ -108,13 +109,13 @@ void Gv100::init_config() {
 }
 
 uint32_t Gv100::config_read(uint32_t offset, unsigned size) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (BarRegisters::covers(offset)) return bars_.read(offset, size);
   return config_.read(offset, size);
 }
 
 void Gv100::config_write(uint32_t offset, unsigned size, uint32_t value) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (BarRegisters::covers(offset)) {
     bars_.write(offset, size, value);
     return;
@@ -124,6 +125,7 @@ void Gv100::config_write(uint32_t offset, unsigned size, uint32_t value) {
 
 PciDeviceModel::Bar Gv100::bar(int index) const {
   if (index < 0 || index >= kPciBarCount) return {};
+  MutexLock lock(mutex_);  // a config write to the BAR registers changes it
   return bars_.bar(index);
 }
 
@@ -153,7 +155,7 @@ int Gv100::bar_fd(int index) const {
 void Gv100::reset(ResetKind /*kind*/) {
   std::function<void()> listener;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     init_config();
     bars_.clear();
     ++resets_;
@@ -163,12 +165,12 @@ void Gv100::reset(ResetKind /*kind*/) {
 }
 
 void Gv100::set_reset_listener(std::function<void()> listener) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   on_reset_ = std::move(listener);
 }
 
 uint64_t Gv100::reset_count() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return resets_;
 }
 

@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 
+#include "base/thread_annotations.h"
 #include "platform/bar_registers.h"
 #include "platform/config_space.h"
 #include "platform/pci_device_model.h"
@@ -65,14 +65,14 @@ class Gv100 : public PciDeviceModel {
 
  private:
   Gv100(PciAddress address, Identity identity);
-  void init_config();
+  void init_config() NV2PT_REQUIRES(mutex_);
 
   const Identity identity_;
-  mutable std::mutex mutex_;
-  ConfigSpace config_;        // guarded by mutex_
-  BarRegisters bars_;         // guarded by mutex_
-  std::function<void()> on_reset_;  // guarded by mutex_
-  uint64_t resets_ = 0;       // guarded by mutex_
+  mutable Mutex mutex_;
+  ConfigSpace config_ NV2PT_GUARDED_BY(mutex_);
+  BarRegisters bars_ NV2PT_GUARDED_BY(mutex_);
+  std::function<void()> on_reset_ NV2PT_GUARDED_BY(mutex_);
+  uint64_t resets_ NV2PT_GUARDED_BY(mutex_) = 0;
   SparseMemfd bar_memfd_[kPciBarCount];
 };
 

@@ -4,6 +4,7 @@
 #include <map>
 #include <mutex>
 
+#include "base/thread_annotations.h"
 #include "base/checked.h"
 #include "base/host_page.h"
 #include "platform/generic_endpoint.h"
@@ -25,15 +26,15 @@ constexpr uint64_t kAtsdStatus = 0x10;
 struct Hardware::Impl {
   const Machine* machine = nullptr;
   HmiLog hmi_log;  // before the GpuRams, which keep a reference to it
-  mutable std::mutex opal_mutex;
-  std::vector<Hardware::OpalNpuCall> opal_calls;  // guarded by opal_mutex
-  std::map<PciAddress, uint64_t> npu_lpids;       // guarded by opal_mutex
+  mutable Mutex opal_mutex;
+  std::vector<Hardware::OpalNpuCall> opal_calls NV2PT_GUARDED_BY(opal_mutex);
+  std::map<PciAddress, uint64_t> npu_lpids NV2PT_GUARDED_BY(opal_mutex);
   std::atomic<HmiPolicy> policy{HmiPolicy::kFatal};
   std::map<PciAddress, std::unique_ptr<PciDeviceModel>> devices;
   std::map<PciAddress, Npu2Bridge*> bridges;
   std::map<PciAddress, std::vector<Npu2Bridge*>> gpu_bridges;  // in ibm,npu order
   std::map<uint64_t, SparseMemfd> atsd;                         // by host physical address
-  std::mutex atsd_mutex;                                        // serialises LAUNCH/STATUS updates
+  Mutex atsd_mutex;                                        // serialises LAUNCH/STATUS updates
   std::map<PciAddress, std::unique_ptr<GpuRam>> rams;           // last: destroyed first
 
   bool links_trained(const PciAddress& gpu) const {
@@ -164,14 +165,14 @@ std::optional<int> Hardware::atsd_fd(uint64_t hpa) const {
 Result<void> Hardware::atsd_read(uint64_t hpa, uint64_t offset, std::span<std::byte> out) {
   auto it = impl_->atsd.find(hpa);
   if (it == impl_->atsd.end()) return fail(kEINVAL);
-  std::lock_guard lock(impl_->atsd_mutex);
+  MutexLock lock(impl_->atsd_mutex);
   return it->second.read(offset, out.data(), out.size());
 }
 
 Result<void> Hardware::atsd_write(uint64_t hpa, uint64_t offset, std::span<const std::byte> in) {
   auto it = impl_->atsd.find(hpa);
   if (it == impl_->atsd.end()) return fail(kEINVAL);
-  std::lock_guard lock(impl_->atsd_mutex);
+  MutexLock lock(impl_->atsd_mutex);
   NV2PT_TRY(it->second.write(offset, in.data(), in.size()));
   const auto end = checked_add(offset, in.size());
   if (end && offset < kAtsdLaunch + 8 && *end > kAtsdLaunch) {
@@ -186,7 +187,7 @@ HmiLog& Hardware::hmi_log() { return impl_->hmi_log; }
 
 Result<void> Hardware::npu_map_lpar(const PciAddress& gpu, uint64_t lpid, uint64_t msr) {
   if (!impl_->gpu_bridges.contains(gpu) || impl_->gpu_bridges.at(gpu).empty()) return fail(kENODEV);
-  std::lock_guard lock(impl_->opal_mutex);
+  MutexLock lock(impl_->opal_mutex);
   impl_->opal_calls.push_back({OpalNpuCall::kMapLpar, gpu, lpid, 0});
   impl_->opal_calls.push_back({OpalNpuCall::kInitContext, gpu, 0, msr});
   impl_->npu_lpids[gpu] = lpid;
@@ -195,7 +196,7 @@ Result<void> Hardware::npu_map_lpar(const PciAddress& gpu, uint64_t lpid, uint64
 
 Result<void> Hardware::npu_unmap_lpar(const PciAddress& gpu) {
   if (!impl_->gpu_bridges.contains(gpu) || impl_->gpu_bridges.at(gpu).empty()) return fail(kENODEV);
-  std::lock_guard lock(impl_->opal_mutex);
+  MutexLock lock(impl_->opal_mutex);
   impl_->opal_calls.push_back({OpalNpuCall::kDestroyContext, gpu, 0, 0});
   impl_->opal_calls.push_back({OpalNpuCall::kMapLpar, gpu, 0, 0});
   impl_->npu_lpids[gpu] = 0;
@@ -203,13 +204,13 @@ Result<void> Hardware::npu_unmap_lpar(const PciAddress& gpu) {
 }
 
 uint64_t Hardware::npu_lpid(const PciAddress& gpu) const {
-  std::lock_guard lock(impl_->opal_mutex);
+  MutexLock lock(impl_->opal_mutex);
   auto it = impl_->npu_lpids.find(gpu);
   return it == impl_->npu_lpids.end() ? 0 : it->second;
 }
 
 std::vector<Hardware::OpalNpuCall> Hardware::opal_npu_calls() const {
-  std::lock_guard lock(impl_->opal_mutex);
+  MutexLock lock(impl_->opal_mutex);
   return impl_->opal_calls;
 }
 

@@ -19,14 +19,14 @@ std::string_view to_string(HmiPolicy policy) {
 }
 
 void HmiLog::record(const Hmi& hmi) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   entries_.push_back(hmi);
 }
 
 void HmiLog::record_fatal(const Hmi& hmi) {
   std::function<void(const Hmi&)> hook;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     entries_.push_back(hmi);
     hook = fatal_hook_;
   }
@@ -34,17 +34,17 @@ void HmiLog::record_fatal(const Hmi& hmi) {
 }
 
 void HmiLog::set_fatal_hook(std::function<void(const Hmi&)> hook) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   fatal_hook_ = std::move(hook);
 }
 
 std::vector<Hmi> HmiLog::entries() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return entries_;
 }
 
 size_t HmiLog::size() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return entries_.size();
 }
 

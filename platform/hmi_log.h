@@ -6,10 +6,10 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <string_view>
 #include <vector>
 
+#include "base/thread_annotations.h"
 #include "platform/pci_address.h"
 
 namespace nv2pt::platform {
@@ -43,9 +43,9 @@ class HmiLog {
   size_t size() const;
 
  private:
-  mutable std::mutex mutex_;
-  std::vector<Hmi> entries_;
-  std::function<void(const Hmi&)> fatal_hook_;
+  mutable Mutex mutex_;
+  std::vector<Hmi> entries_ NV2PT_GUARDED_BY(mutex_);
+  std::function<void(const Hmi&)> fatal_hook_ NV2PT_GUARDED_BY(mutex_);
 };
 
 }  // namespace nv2pt::platform

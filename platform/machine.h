@@ -102,10 +102,11 @@ class Machine {
   Result<void> set_driver(const PciAddress& address, std::string driver);
 
  private:
-  class Builder;
+  class Builder;  // machine_builder.cc
   struct DriverBindings;
 
   explicit Machine(DeviceTree tree);
+  void set_drivers(std::vector<std::string> drivers);
 
   DeviceTree tree_;
   std::vector<Chip> chips_;

@@ -71,6 +71,7 @@ Npu2Bridge::Npu2Bridge(PciAddress address, Identity identity, Placement placemen
       ntl_base_((uint64_t{placement.chip_id} << kChipSelectShift) + kNtlMap + placement.link_index * kNtlBarSize),
       genid_base_((uint64_t{placement.chip_id} << kChipSelectShift) + kGenidMap +
                   (placement.link_index / 2) * 2 * kGenidBarSize + (placement.link_index % 2) * kGenidBarSize) {
+  MutexLock lock(mutex_);
   bars_[0] = {.base = ntl_base_, .size = kNtlBarSize};
   bars_[1] = {.base = genid_base_, .size = kGenidBarSize};
   init_config();
@@ -134,7 +135,7 @@ class Npu2Bridge::LinkWatch {
     if (bridge_.link_state() == before_) return;
     std::function<void()> listener;
     {
-      std::lock_guard lock(bridge_.listener_mutex_);
+      MutexLock lock(bridge_.listener_mutex_);
       listener = bridge_.on_link_change_;
     }
     if (listener) listener();
@@ -148,13 +149,13 @@ class Npu2Bridge::LinkWatch {
 };
 
 void Npu2Bridge::set_link_listener(std::function<void()> listener) {
-  std::lock_guard lock(listener_mutex_);
+  MutexLock lock(listener_mutex_);
   on_link_change_ = std::move(listener);
 }
 
 uint32_t Npu2Bridge::config_read(uint32_t offset, unsigned size) {
   LinkWatch watch(*this);  // a status read runs the procedure's steps: RX_TRAINING completes here
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (offset >= kConfigSize) return 0xffffffffu;
   if (offset >= kBar0 && offset < kBar0 + 16) return bar_register_read(offset, size);
   if (offset >= kProcStatus && offset < kProcControl + 4) {
@@ -166,7 +167,7 @@ uint32_t Npu2Bridge::config_read(uint32_t offset, unsigned size) {
 
 void Npu2Bridge::config_write(uint32_t offset, unsigned size, uint32_t value) {
   LinkWatch watch(*this);  // a procedure start or an FLR takes the link down
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (offset >= kConfigSize) return;
   if (offset >= kBar0 && offset < kBar0 + 16) {
     bar_register_write(offset, size, value);
@@ -292,18 +293,18 @@ void Npu2Bridge::procedure_reset() {
 
 void Npu2Bridge::reset(ResetKind /*kind*/) {
   LinkWatch watch(*this);
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   procedure_reset();
 }
 
 void Npu2Bridge::gpu_reset() {
   LinkWatch watch(*this);
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   procedure_reset();
 }
 
 void Npu2Bridge::set_pci_linked(bool linked) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   set_flags(linked ? (link_flags_ | kLinkFlagPciLinked) : (link_flags_ & ~kLinkFlagPciLinked));
 }
 

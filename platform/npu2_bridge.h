@@ -19,8 +19,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 
+#include "base/thread_annotations.h"
 #include "platform/config_space.h"
 #include "platform/link_state.h"
 #include "platform/pci_device_model.h"
@@ -114,14 +114,14 @@ class Npu2Bridge : public PciDeviceModel {
 
  private:
   Npu2Bridge(PciAddress address, Identity identity, Placement placement);
-  void init_config();
-  uint32_t procedure_status_read();      // requires mutex_
-  void procedure_control_write(uint32_t value);  // requires mutex_
-  uint32_t run_step();                   // requires mutex_
-  void procedure_reset();                // requires mutex_
-  uint32_t bar_register_read(uint32_t offset, unsigned size);
-  void bar_register_write(uint32_t offset, unsigned size, uint32_t value);
-  void set_flags(uint8_t flags);
+  void init_config() NV2PT_REQUIRES(mutex_);
+  uint32_t procedure_status_read() NV2PT_REQUIRES(mutex_);
+  void procedure_control_write(uint32_t value) NV2PT_REQUIRES(mutex_);
+  uint32_t run_step() NV2PT_REQUIRES(mutex_);
+  void procedure_reset() NV2PT_REQUIRES(mutex_);
+  uint32_t bar_register_read(uint32_t offset, unsigned size) NV2PT_REQUIRES(mutex_);
+  void bar_register_write(uint32_t offset, unsigned size, uint32_t value) NV2PT_REQUIRES(mutex_);
+  void set_flags(uint8_t flags) NV2PT_REQUIRES(mutex_);
   class LinkWatch;
 
   struct BarState {
@@ -135,19 +135,19 @@ class Npu2Bridge : public PciDeviceModel {
   const Placement placement_;
   const uint64_t ntl_base_;
   const uint64_t genid_base_;
-  mutable std::mutex mutex_;
-  ConfigSpace config_;           // guarded by mutex_
-  BarState bars_[2];             // guarded by mutex_; [0] NTL (BAR0/1), [1] GENID (BAR2/3)
-  uint32_t procedure_number_ = 0;  // guarded by mutex_
-  uint32_t procedure_status_ = 0;  // guarded by mutex_
-  unsigned procedure_polls_ = 0;   // guarded by mutex_: status reads since the procedure started
-  uint8_t link_flags_ = 0;         // guarded by mutex_
-  bool phy_reset_done_ = false;    // guarded by mutex_; since the last reset
-  bool rx_dccal_done_ = false;     // guarded by mutex_; since the last reset
-  bool tx_zcal_done_ = false;      // guarded by mutex_; once per PHY, survives resets (skiboot tx_zcal_complete)
+  mutable Mutex mutex_;
+  ConfigSpace config_ NV2PT_GUARDED_BY(mutex_);
+  BarState bars_[2] NV2PT_GUARDED_BY(mutex_);  // [0] NTL (BAR0/1), [1] GENID (BAR2/3)
+  uint32_t procedure_number_ NV2PT_GUARDED_BY(mutex_) = 0;
+  uint32_t procedure_status_ NV2PT_GUARDED_BY(mutex_) = 0;
+  unsigned procedure_polls_ NV2PT_GUARDED_BY(mutex_) = 0;  // status reads since the procedure started
+  uint8_t link_flags_ NV2PT_GUARDED_BY(mutex_) = 0;
+  bool phy_reset_done_ NV2PT_GUARDED_BY(mutex_) = false;  // since the last reset
+  bool rx_dccal_done_ NV2PT_GUARDED_BY(mutex_) = false;  // since the last reset
+  bool tx_zcal_done_ NV2PT_GUARDED_BY(mutex_) = false;  // once per PHY, survives resets (skiboot tx_zcal_complete)
   std::atomic<LinkState> link_state_{LinkState::kUntrained};
-  std::mutex listener_mutex_;
-  std::function<void()> on_link_change_;  // guarded by listener_mutex_
+  Mutex listener_mutex_;
+  std::function<void()> on_link_change_ NV2PT_GUARDED_BY(listener_mutex_);
   SparseMemfd ntl_memfd_;
   SparseMemfd genid_memfd_;
 };

@@ -27,6 +27,16 @@ class CapabilityChain {
   }
 
   size_t size() const { return bytes_.size(); }
+  bool contains(uint16_t id) const {
+    for (size_t at = 0; !bytes_.empty();) {
+      vfio_info_cap_header h;
+      std::memcpy(&h, bytes_.data() + at, sizeof(h));
+      if (h.id == id) return true;
+      if (!h.next) break;
+      at = h.next;
+    }
+    return false;
+  }
   bool empty() const { return bytes_.empty(); }
 
   // The chain as it goes out after a struct of `struct_size` bytes: every non-zero `next` shifted by it.

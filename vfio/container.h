@@ -3,10 +3,10 @@
 // goes back to the unset state.
 #pragma once
 
+#include "base/thread_annotations.h"
 #include "vfio/uapi.h"
 
 #include <memory>
-#include <shared_mutex>
 #include <vector>
 
 #include "base/errno.h"
@@ -35,8 +35,17 @@ class Container {
   Result<void> attach_group(Group& group);
   void detach_group(Group& group);
 
-  // Every other container ioctl goes to the driver; ENOTTY while none is set.
-  Result<long> ioctl(mm::AddressSpace& caller, unsigned long cmd, unsigned long arg);
+  // The container fd's ioctls (vfio_fops_unl_ioctl): GET_API_VERSION, CHECK_EXTENSION and SET_IOMMU here, every
+  // other one to the driver, EINVAL while none is set. `caller` is the calling process; the overload without it
+  // looks it up (AddressSpace::current()) only for the driver's ioctls, so CHECK_EXTENSION stays a few loads.
+  Result<long> ioctl(mm::AddressSpace& caller, unsigned long cmd, unsigned long arg) {
+    return dispatch(&caller, cmd, arg);
+  }
+  Result<long> ioctl(unsigned long cmd, unsigned long arg) {
+    // The interposer's hot call stays inline (no call out of the preload's dispatch); dispatch() answers the same.
+    if (cmd == VFIO_CHECK_EXTENSION) [[likely]] return check_extension(arg);
+    return dispatch(nullptr, cmd, arg);
+  }
 
   // The driver, null until SET_IOMMU.
   SpaprTceIommu* iommu() const;
@@ -45,11 +54,13 @@ class Container {
   std::vector<Group*> groups() const;
 
  private:
+  Result<long> dispatch(mm::AddressSpace* caller, unsigned long cmd, unsigned long arg);
+
   const SpaprTceIommu::Options options_;
   // Held shared while an ioctl runs in the driver, exclusive to change groups or the driver (vfio.c's group_lock).
-  mutable std::shared_mutex mutex_;
-  std::vector<Group*> groups_;  // newest first (vfio_group_set_container's list_add)
-  std::unique_ptr<SpaprTceIommu> iommu_;
+  mutable SharedMutex mutex_;
+  std::vector<Group*> groups_ NV2PT_GUARDED_BY(mutex_);  // newest first (vfio_group_set_container's list_add)
+  std::unique_ptr<SpaprTceIommu> iommu_ NV2PT_GUARDED_BY(mutex_);
 };
 
 }  // namespace nv2pt::vfio

@@ -13,22 +13,22 @@ uint32_t EehPe::state_locked() const {
 }
 
 uint32_t EehPe::state() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return state_locked();
 }
 
 bool EehPe::reset_asserted() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return reset_asserted_;
 }
 
 void EehPe::freeze() {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   mmio_frozen_ = dma_frozen_ = true;
 }
 
 Result<long> EehPe::op(const vfio_eeh_pe_op& op) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   switch (op.op) {
     case VFIO_EEH_PE_GET_STATE: return state_locked();
     // eeh_pe_set_option(EEH_OPT_DISABLE) does nothing: EEH cannot be turned off for one PE.

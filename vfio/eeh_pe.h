@@ -4,10 +4,10 @@
 // separately. There is no per-PE "EEH enabled" state: DISABLE does nothing and GET_STATE always reads the PHB.
 #pragma once
 
+#include "base/thread_annotations.h"
 #include "vfio/uapi.h"
 
 #include <cstdint>
-#include <mutex>
 
 #include "base/errno.h"
 
@@ -26,13 +26,13 @@ class EehPe {
   bool reset_asserted() const;
 
  private:
-  uint32_t state_locked() const;
-  void thaw_locked() { mmio_frozen_ = dma_frozen_ = false; }
+  uint32_t state_locked() const NV2PT_REQUIRES(mutex_);
+  void thaw_locked() NV2PT_REQUIRES(mutex_) { mmio_frozen_ = dma_frozen_ = false; }
 
-  mutable std::mutex mutex_;
-  bool mmio_frozen_ = false;
-  bool dma_frozen_ = false;
-  bool reset_asserted_ = false;
+  mutable Mutex mutex_;
+  bool mmio_frozen_ NV2PT_GUARDED_BY(mutex_) = false;
+  bool dma_frozen_ NV2PT_GUARDED_BY(mutex_) = false;
+  bool reset_asserted_ NV2PT_GUARDED_BY(mutex_) = false;
 };
 
 }  // namespace nv2pt::vfio

@@ -6,14 +6,15 @@
 
 #include <memory>
 #include <optional>
-#include <mutex>
 #include <string_view>
 #include <vector>
 
+#include "base/thread_annotations.h"
 #include "base/errno.h"
 #include "iommu/table_group.h"
 #include "mm/address_space.h"
 #include "vfio/eeh_pe.h"
+#include "vfio/fd_resolver.h"
 #include "vfio/uapi.h"
 
 namespace nv2pt::platform {
@@ -46,6 +47,10 @@ class Group {
   // Every member bound to vfio-pci or to no driver.
   bool viable() const;
 
+  // The group fd's ioctls (vfio_group_fops_unl_ioctl), arguments read from and written to the caller's memory.
+  // The fds they name are resolved through `fds`, which also makes the fd VFIO_GROUP_GET_DEVICE_FD returns.
+  Result<long> ioctl(mm::AddressSpace& caller, unsigned long cmd, unsigned long arg, FdResolver& fds);
+
   // VFIO_GROUP_GET_STATUS.
   Result<void> get_status(vfio_group_status& status) const;
   // VFIO_GROUP_SET_CONTAINER: EINVAL if the group already has a container; the container's attach errors.
@@ -72,19 +77,19 @@ class Group {
   std::optional<uint64_t> kvm() const;
 
  private:
-  void unset_container_locked();
+  void unset_container_locked() NV2PT_REQUIRES(mutex_);
 
   const int id_;
   iommu::TableGroup* const table_group_;
   const platform::Machine* const machine_;
   const std::vector<PciDevice*> devices_;
   EehPe eeh_;
-  mutable std::mutex mutex_;
-  bool open_ = false;
-  std::shared_ptr<Container> container_;
-  int device_fds_ = 0;  // container users beyond the group itself
-  int external_users_ = 0;  // and KVM's holds
-  std::optional<uint64_t> kvm_lpid_;
+  mutable Mutex mutex_;
+  bool open_ NV2PT_GUARDED_BY(mutex_) = false;
+  std::shared_ptr<Container> container_ NV2PT_GUARDED_BY(mutex_);
+  int device_fds_ NV2PT_GUARDED_BY(mutex_) = 0;  // container users beyond the group itself
+  int external_users_ NV2PT_GUARDED_BY(mutex_) = 0;  // and KVM's holds
+  std::optional<uint64_t> kvm_lpid_ NV2PT_GUARDED_BY(mutex_);
 };
 
 }  // namespace nv2pt::vfio

@@ -1,5 +1,7 @@
 #include "vfio/host.h"
 
+#include "base/thread_annotations.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -16,9 +18,9 @@ struct Host::Impl {
   iommu::HostTableGroups table_groups;
   std::map<platform::PciAddress, std::unique_ptr<PciDevice>> devices;
   std::map<int, std::unique_ptr<Group>> groups;
-  mutable std::mutex mutex;
-  std::vector<std::weak_ptr<Container>> containers;
-  std::map<int, int> lock_fds;  // group id -> flock'ed lock file
+  mutable Mutex mutex;
+  std::vector<std::weak_ptr<Container>> containers NV2PT_GUARDED_BY(mutex);
+  std::map<int, int> lock_fds NV2PT_GUARDED_BY(mutex);  // group id -> flock'ed lock file
 
   explicit Impl(platform::Machine m) : machine(std::move(m)) {}
 };
@@ -58,14 +60,14 @@ platform::Hardware& Host::hardware() { return *impl_->hardware; }
 
 std::shared_ptr<Container> Host::open_container() {
   auto c = std::make_shared<Container>(impl_->options.iommu);
-  std::lock_guard lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   std::erase_if(impl_->containers, [](auto& w) { return w.expired(); });
   impl_->containers.push_back(c);
   return c;
 }
 
 Result<Group*> Host::open_group(int id) {
-  std::lock_guard lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   auto it = impl_->groups.find(id);
   if (it == impl_->groups.end()) return fail(kENOENT);
   if (!impl_->options.runtime_dir.empty()) {
@@ -90,7 +92,7 @@ Result<Group*> Host::open_group(int id) {
 
 void Host::release_group(Group& group) {
   group.release();
-  std::lock_guard lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   if (auto it = impl_->lock_fds.find(group.id()); it != impl_->lock_fds.end()) {
     ::close(it->second);
     impl_->lock_fds.erase(it);
@@ -130,7 +132,7 @@ std::string Host::loc_code(const platform::PciAddress& address) const {
 }
 
 std::vector<std::shared_ptr<Container>> Host::containers() const {
-  std::lock_guard lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   std::vector<std::shared_ptr<Container>> out;
   for (auto& w : impl_->containers) {
     if (auto c = w.lock()) out.push_back(std::move(c));

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "base/checked.h"
+#include "base/log.h"
 #include "base/host_page.h"
 
 namespace nv2pt::vfio {
@@ -21,7 +22,7 @@ vfio_region_info_cap_nvlink2_ssatgt ssatgt_cap(uint64_t tgt) {
   return cap;
 }
 
-void warn(const std::string& message) { std::fprintf(stderr, "nv2pt: vfio-pci: %s\n", message.c_str()); }
+void warn(const std::string& message) { log_line("vfio-pci: " + message); }
 
 // The GPU RAM window of one GPU (vfio_pci_nvgpu_*).
 class GpuRamRegion final : public ExtraRegion {

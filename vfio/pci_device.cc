@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/thread_annotations.h"
 #include "base/checked.h"
 #include "base/fault_injection.h"
 #include "vfio/capability_chain.h"
@@ -20,18 +21,6 @@ namespace {
 
 constexpr unsigned kRegionShift = 40;  // VFIO_PCI_OFFSET_SHIFT
 constexpr uint64_t kRegionMask = (1ull << kRegionShift) - 1;
-
-template <class T>
-void copy_out(unsigned long arg, const T& value, size_t len = sizeof(T)) {
-  std::memcpy(reinterpret_cast<void*>(arg), &value, len);
-}
-
-template <class T>
-Result<void> copy_in(unsigned long arg, T& value, size_t len = sizeof(T)) {
-  if (!arg) return fail(kEFAULT);
-  std::memcpy(&value, reinterpret_cast<const void*>(arg), len);
-  return {};
-}
 
 int dup_eventfd(int fd) { return fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0); }
 
@@ -62,14 +51,14 @@ struct PciDevice::State {
     bool masked = false;
   };
 
-  std::mutex mutex;
-  int open_count = 0;
-  PciConfig config;
-  std::vector<std::unique_ptr<ExtraRegion>> extra;
-  std::array<IrqState, VFIO_PCI_NUM_IRQS> irqs;
-  std::vector<Mapping> mappings;
+  Mutex mutex;
+  int open_count NV2PT_GUARDED_BY(mutex) = 0;
+  PciConfig config NV2PT_GUARDED_BY(mutex);
+  std::vector<std::unique_ptr<ExtraRegion>> extra NV2PT_GUARDED_BY(mutex);
+  std::array<IrqState, VFIO_PCI_NUM_IRQS> irqs NV2PT_GUARDED_BY(mutex);
+  std::vector<Mapping> mappings NV2PT_GUARDED_BY(mutex);
 
-  void close_irqs(unsigned index) {
+  void close_irqs(unsigned index) NV2PT_REQUIRES(mutex) {
     for (int fd : irqs[index].fds) {
       if (fd >= 0) ::close(fd);
     }
@@ -87,7 +76,7 @@ PciDevice::PciDevice(const platform::Machine& machine, platform::Hardware& hardw
       state_(std::make_unique<State>(*hardware.device(function.address))) {}
 
 PciDevice::~PciDevice() {
-  std::lock_guard lock(state_->mutex);
+  MutexLock lock(state_->mutex);
   for (auto& region : state_->extra) region->release();
   for (unsigned i = 0; i < VFIO_PCI_NUM_IRQS; ++i) state_->close_irqs(i);
 }
@@ -98,7 +87,7 @@ platform::PciDeviceModel& PciDevice::model() const { return *hardware_.device(ad
 
 // The caller is not kept: every mapping records the address space that made it.
 Result<void> PciDevice::open(mm::AddressSpace& /*caller*/, std::optional<uint64_t> kvm_lpid) {
-  std::lock_guard lock(state_->mutex);
+  MutexLock lock(state_->mutex);
   if (state_->open_count++ > 0) return {};
   state_->config.reset_virtual_state();
   // Enable hooks in kernel order: NVIDIA vendor -> GPU RAM, IBM vendor -> ATSD. ENODEV: not an NVLink2 device.
@@ -119,7 +108,7 @@ Result<void> PciDevice::open(mm::AddressSpace& /*caller*/, std::optional<uint64_
 }
 
 void PciDevice::release() {
-  std::lock_guard lock(state_->mutex);
+  MutexLock lock(state_->mutex);
   if (state_->open_count == 0 || --state_->open_count > 0) return;
   revoke_mappings();  // before the extra regions go: their mappings are unhooked through them
   for (auto& region : state_->extra) region->release();
@@ -128,6 +117,7 @@ void PciDevice::release() {
 }
 
 void PciDevice::revoke_mappings() {
+  state_->mutex.assert_held();  // the callers hold it (clang cannot see through state_ in the header)
   // In the kernel a mapping holds the device file open, so the device cannot be released under it. Here the
   // client's mapping outlives the device: it is cut off from the device (and from the GPU-RAM fault service,
   // which forgets it) and raises SIGBUS until the client unmaps it. It stays a special mapping, so it cannot be
@@ -145,12 +135,12 @@ void PciDevice::revoke_mappings() {
 }
 
 int PciDevice::open_count() const {
-  std::lock_guard lock(state_->mutex);
+  MutexLock lock(state_->mutex);
   return state_->open_count;
 }
 
 std::vector<std::string> PciDevice::extra_region_names() const {
-  std::lock_guard lock(state_->mutex);
+  MutexLock lock(state_->mutex);
   std::vector<std::string> names;
   for (auto& r : state_->extra) names.push_back(r->name());
   return names;
@@ -165,7 +155,8 @@ bool PciDevice::reset_works() const {
 
 // --- ioctls ---
 
-Result<long> PciDevice::ioctl(mm::AddressSpace& caller, unsigned long cmd, unsigned long arg) {
+Result<long> PciDevice::ioctl(mm::AddressSpace& caller, unsigned long cmd, unsigned long arg,
+                              const FdResolver& fds) {
   (void)caller;
   switch (cmd) {
     case VFIO_DEVICE_GET_INFO: return get_info(arg);
@@ -174,11 +165,12 @@ Result<long> PciDevice::ioctl(mm::AddressSpace& caller, unsigned long cmd, unsig
     case VFIO_DEVICE_SET_IRQS: return set_irqs(arg);
     case VFIO_DEVICE_RESET: {
       if (!reset_works()) return fail(kEINVAL);
-      std::lock_guard lock(state_->mutex);  // the reset rewrites the virtual config state
+      MutexLock lock(state_->mutex);  // the reset rewrites the virtual config state
       reset_function(platform::PciDeviceModel::ResetKind::kFunctionLevel);
       return 0;
     }
     case VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: return get_hot_reset_info(arg);
+    case VFIO_DEVICE_PCI_HOT_RESET: return hot_reset_ioctl(arg, fds);
     default: return fail(kENOTTY);
   }
 }
@@ -188,11 +180,11 @@ Result<long> PciDevice::get_info(unsigned long arg) {
   const size_t minsz = offsetofend(vfio_device_info, num_irqs);
   NV2PT_TRY(copy_in(arg, info, minsz));
   if (info.argsz < minsz) return fail(kEINVAL);
-  std::lock_guard lock(state_->mutex);
+  MutexLock lock(state_->mutex);
   info.flags = VFIO_DEVICE_FLAGS_PCI | (reset_works() ? VFIO_DEVICE_FLAGS_RESET : 0);
   info.num_regions = VFIO_PCI_NUM_REGIONS + static_cast<uint32_t>(state_->extra.size());
   info.num_irqs = VFIO_PCI_NUM_IRQS;
-  copy_out(arg, info, minsz);
+  NV2PT_TRY(copy_out(arg, info, minsz));
   return 0;
 }
 
@@ -201,7 +193,7 @@ Result<long> PciDevice::get_region_info(unsigned long arg) {
   const size_t minsz = offsetofend(vfio_region_info, offset);
   NV2PT_TRY(copy_in(arg, info, minsz));
   if (info.argsz < minsz) return fail(kEINVAL);
-  std::lock_guard lock(state_->mutex);
+  MutexLock lock(state_->mutex);
   CapabilityChain caps;
   const uint32_t rw = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
   info.offset = uint64_t{info.index} << kRegionShift;
@@ -240,15 +232,24 @@ Result<long> PciDevice::get_region_info(unsigned long arg) {
       info.argsz = static_cast<uint32_t>(sizeof(info) + caps.size());
     } else {
       const std::vector<std::byte> placed = caps.placed_after(sizeof(info));
-      std::memcpy(reinterpret_cast<char*>(arg) + sizeof(info), placed.data(), placed.size());
+      NV2PT_TRY(mm::copy_to_client(arg + sizeof(info), placed.data(), placed.size()));
       info.cap_offset = sizeof(info);
     }
   }
-  copy_out(arg, info, minsz);
+  NV2PT_TRY(copy_out(arg, info, minsz));
   return 0;
 }
 
+bool PciDevice::region_has_capability(uint32_t index, uint16_t cap_id) const {
+  MutexLock lock(state_->mutex);
+  if (index < VFIO_PCI_NUM_REGIONS || index - VFIO_PCI_NUM_REGIONS >= state_->extra.size()) return false;
+  CapabilityChain caps;
+  state_->extra[index - VFIO_PCI_NUM_REGIONS]->add_capabilities(caps);
+  return caps.contains(cap_id);
+}
+
 uint32_t PciDevice::irq_count(unsigned index) const {
+  state_->mutex.assert_held();  // the callers hold it (clang cannot see through state_ in the header)
   switch (index) {
     case VFIO_PCI_INTX_IRQ_INDEX: return state_->config.interrupt_pin() ? 1 : 0;
     case VFIO_PCI_MSI_IRQ_INDEX: return state_->config.msi_vectors();
@@ -264,13 +265,13 @@ Result<long> PciDevice::get_irq_info(unsigned long arg) {
   const size_t minsz = offsetofend(vfio_irq_info, count);
   NV2PT_TRY(copy_in(arg, info, minsz));
   if (info.argsz < minsz || info.index >= VFIO_PCI_NUM_IRQS) return fail(kEINVAL);
-  std::lock_guard lock(state_->mutex);
+  MutexLock lock(state_->mutex);
   if (info.index == VFIO_PCI_ERR_IRQ_INDEX && !state_->config.is_pcie()) return fail(kEINVAL);
   info.flags = VFIO_IRQ_INFO_EVENTFD;
   info.count = irq_count(info.index);
   info.flags |= info.index == VFIO_PCI_INTX_IRQ_INDEX ? (VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED)
                                                       : VFIO_IRQ_INFO_NORESIZE;
-  copy_out(arg, info, minsz);
+  NV2PT_TRY(copy_out(arg, info, minsz));
   return 0;
 }
 
@@ -278,7 +279,7 @@ Result<long> PciDevice::set_irqs(unsigned long arg) {
   vfio_irq_set hdr;
   const size_t minsz = offsetofend(vfio_irq_set, count);
   NV2PT_TRY(copy_in(arg, hdr, minsz));
-  std::lock_guard lock(state_->mutex);
+  MutexLock lock(state_->mutex);
   // vfio_set_irqs_validate_and_prepare, with the bounds that CVE-2016-9083/9084 added: count cannot wrap past
   // start, and count * element size is computed in 64 bits against argsz.
   const uint32_t allowed = VFIO_IRQ_SET_DATA_TYPE_MASK | VFIO_IRQ_SET_ACTION_TYPE_MASK;
@@ -298,7 +299,9 @@ Result<long> PciDevice::set_irqs(unsigned long arg) {
     default: return fail(kEINVAL);
   }
   if (element && uint64_t{hdr.argsz} - minsz < uint64_t{hdr.count} * element) return fail(kEINVAL);
-  const auto* data = reinterpret_cast<const uint8_t*>(arg) + minsz;
+  // The data (memdup_user of count elements): at most the index's vectors, by the bounds above.
+  std::vector<uint8_t> data(uint64_t{hdr.count} * element);
+  NV2PT_TRY(mm::copy_from_client(data.data(), arg + minsz, data.size()));
   State::IrqState& irq = state_->irqs[hdr.index];
   const uint32_t action = hdr.flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
   const bool intx = hdr.index == VFIO_PCI_INTX_IRQ_INDEX;
@@ -322,7 +325,7 @@ Result<long> PciDevice::set_irqs(unsigned long arg) {
     if (irq.fds.size() < hdr.start + hdr.count) irq.fds.resize(hdr.start + hdr.count, -1);
     for (uint32_t i = 0; i < hdr.count; ++i) {
       int32_t fd;
-      std::memcpy(&fd, data + 4 * i, 4);
+      std::memcpy(&fd, data.data() + 4 * i, 4);
       int& slot = irq.fds[hdr.start + i];
       if (slot >= 0) ::close(slot);
       slot = -1;
@@ -356,20 +359,20 @@ Result<long> PciDevice::get_hot_reset_info(unsigned long arg) {
   if (hdr.argsz < sizeof(hdr) + affected.size() * sizeof(vfio_pci_dependent_device)) {
     // The kernel writes the count back and fails with ENOSPC; the client retries with room for them.
     hdr.count = static_cast<uint32_t>(affected.size());
-    copy_out(arg, hdr, minsz);
+    NV2PT_TRY(copy_out(arg, hdr, minsz));
     return fail(kENOSPC);
   }
-  auto* devices = reinterpret_cast<vfio_pci_dependent_device*>(reinterpret_cast<char*>(arg) + minsz);
+  std::vector<vfio_pci_dependent_device> devices(affected.size());
   for (size_t i = 0; i < affected.size(); ++i) {
-    vfio_pci_dependent_device d{};
+    vfio_pci_dependent_device& d = devices[i];
     d.group_id = affected[i]->iommu_group.value_or(0);
     d.segment = static_cast<uint16_t>(affected[i]->address.domain);
     d.bus = affected[i]->address.bus;
     d.devfn = static_cast<uint8_t>(affected[i]->address.device << 3 | affected[i]->address.function);
-    std::memcpy(&devices[i], &d, sizeof(d));
   }
   hdr.count = static_cast<uint32_t>(affected.size());
-  copy_out(arg, hdr, minsz);
+  NV2PT_TRY(copy_out(arg, hdr, minsz));
+  NV2PT_TRY(mm::copy_to_client(arg + minsz, devices.data(), devices.size() * sizeof(vfio_pci_dependent_device)));
   return 0;
 }
 
@@ -384,6 +387,24 @@ Result<std::vector<const platform::PciFunction*>> PciDevice::reset_scope() const
   return affected;
 }
 
+Result<long> PciDevice::hot_reset_ioctl(unsigned long arg, const FdResolver& fds) {
+  // vfio_pci_ioctl's order: the header, argsz and flags, whether a bus reset exists at all, the count against the
+  // functions it would reset, then the group fds (count of them right after the header; argsz is not checked
+  // against it), each one EBADF if not open and EINVAL if no group.
+  vfio_pci_hot_reset hdr;
+  const size_t minsz = offsetofend(vfio_pci_hot_reset, count);
+  NV2PT_TRY(copy_in(arg, hdr, minsz));
+  if (hdr.argsz < minsz || hdr.flags) return fail(kEINVAL);
+  const std::vector<const platform::PciFunction*> affected = NV2PT_TRY(reset_scope());
+  if (hdr.count == 0 || hdr.count > affected.size()) return fail(kEINVAL);
+  std::vector<int32_t> group_fds(hdr.count);
+  NV2PT_TRY(mm::copy_from_client(group_fds.data(), arg + minsz, group_fds.size() * sizeof(int32_t)));
+  std::vector<Group*> groups;
+  for (int32_t fd : group_fds) groups.push_back(NV2PT_TRY(fds.group(fd)));
+  NV2PT_TRY(hot_reset(hdr, groups));
+  return 0;
+}
+
 Result<void> PciDevice::hot_reset(const vfio_pci_hot_reset& request, std::span<Group* const> groups) {
   if (request.argsz < offsetofend(vfio_pci_hot_reset, count) || request.flags) return fail(kEINVAL);
   std::vector<const platform::PciFunction*> affected = NV2PT_TRY(reset_scope());
@@ -395,18 +416,20 @@ Result<void> PciDevice::hot_reset(const vfio_pci_hot_reset& request, std::span<G
     });
     if (!owned) return fail(kEINVAL);
   }
-  std::lock_guard lock(state_->mutex);
+  MutexLock lock(state_->mutex);
   reset_function(platform::PciDeviceModel::ResetKind::kHot);
   return {};
 }
 
 void PciDevice::reset_function(platform::PciDeviceModel::ResetKind kind) {
+  state_->mutex.assert_held();  // the callers hold it (clang cannot see through state_ in the header)
   model().reset(kind);
   state_->config.after_reset();
   update_bar_mappings();
 }
 
 void PciDevice::update_bar_mappings() {
+  state_->mutex.assert_held();  // the callers hold it (clang cannot see through state_ in the header)
   const bool decoded = state_->config.memory_enabled();
   for (State::Mapping& m : state_->mappings) {
     if (m.region > static_cast<int>(VFIO_PCI_BAR5_REGION_INDEX) || m.revoked || m.decoded == decoded) continue;
@@ -433,7 +456,7 @@ Result<size_t> PciDevice::access(std::byte* buf, size_t count, uint64_t offset, 
   if (count == 0) return 0;
   const uint64_t index = offset >> kRegionShift;
   const uint64_t pos = offset & kRegionMask;
-  std::lock_guard lock(state_->mutex);
+  MutexLock lock(state_->mutex);
   if (index == VFIO_PCI_CONFIG_REGION_INDEX) {
     if (!write) return state_->config.read({buf, count}, pos);
     auto written = state_->config.write({buf, count}, pos);
@@ -471,7 +494,7 @@ Result<void*> PciDevice::mmap(mm::AddressSpace& caller, void* addr, size_t lengt
                               uint64_t offset) {
   const uint64_t index = offset >> kRegionShift;
   const uint64_t pos = offset & kRegionMask;
-  std::lock_guard lock(state_->mutex);
+  MutexLock lock(state_->mutex);
   if (!(flags & MAP_SHARED)) return fail(kEINVAL);
   if (length == 0) return fail(kEINVAL);
   void* fixed = (flags & MAP_FIXED) ? addr : nullptr;
@@ -503,7 +526,7 @@ Result<void*> PciDevice::mmap(mm::AddressSpace& caller, void* addr, size_t lengt
 }
 
 void PciDevice::munmap(void* addr, size_t length) {
-  std::lock_guard lock(state_->mutex);
+  MutexLock lock(state_->mutex);
   const uint64_t ua = reinterpret_cast<uint64_t>(addr);
   for (auto it = state_->mappings.begin(); it != state_->mappings.end();) {
     if (!ranges_overlap(it->ua, it->length, ua, length)) {
@@ -521,7 +544,7 @@ void PciDevice::munmap(void* addr, size_t length) {
 }
 
 bool PciDevice::owns_mapping(const void* addr, size_t length) const {
-  std::lock_guard lock(state_->mutex);
+  MutexLock lock(state_->mutex);
   const uint64_t ua = reinterpret_cast<uint64_t>(addr);
   return std::any_of(state_->mappings.begin(), state_->mappings.end(),
                      [&](const State::Mapping& m) { return ranges_overlap(m.ua, m.length, ua, length); });

@@ -20,6 +20,7 @@
 #include "mm/address_space.h"
 #include "platform/hardware.h"
 #include "platform/machine.h"
+#include "vfio/fd_resolver.h"
 #include "vfio/uapi.h"
 
 namespace nv2pt::vfio {
@@ -48,10 +49,12 @@ class PciDevice {
   void release();
   int open_count() const;
 
-  // Device fd ioctls (VFIO_DEVICE_*). VFIO_DEVICE_PCI_HOT_RESET needs the caller's group fds resolved: use
-  // hot_reset() for it (ioctl gives ENOTTY for that number).
-  Result<long> ioctl(mm::AddressSpace& caller, unsigned long cmd, unsigned long arg);
-  // VFIO_DEVICE_PCI_HOT_RESET with the groups the user passed (by fd).
+  // Device fd ioctls (VFIO_DEVICE_*, vfio_pci_ioctl), arguments read from and written to the caller's memory.
+  // VFIO_DEVICE_PCI_HOT_RESET's group fds are resolved through `fds`.
+  Result<long> ioctl(mm::AddressSpace& caller, unsigned long cmd, unsigned long arg,
+                     const FdResolver& fds = FdResolver::none());
+  // VFIO_DEVICE_PCI_HOT_RESET with the request decoded and its group fds resolved (a null group: an fd that is no
+  // group).
   Result<void> hot_reset(const vfio_pci_hot_reset& request, std::span<Group* const> groups);
 
   // pread/pwrite on the device fd: offset = region index << 40 | position.
@@ -67,6 +70,10 @@ class PciDevice {
   // For the group: the host driver binding and reset scope.
   uint32_t iommu_group() const { return iommu_group_; }
 
+  // Whether VFIO_DEVICE_GET_REGION_INFO of region `index` carries capability `cap_id` (for the interposer's compat
+  // switch, which keeps the buffers that hold an NVLink2 chain).
+  bool region_has_capability(uint32_t index, uint16_t cap_id) const;
+
   // For reports.
   std::vector<std::string> extra_region_names() const;
   // Whether VFIO_DEVICE_RESET works (FLR, or a bus reset of a function alone behind its port).
@@ -80,6 +87,7 @@ class PciDevice {
   Result<long> get_irq_info(unsigned long arg);
   Result<long> set_irqs(unsigned long arg);
   Result<long> get_hot_reset_info(unsigned long arg);
+  Result<long> hot_reset_ioctl(unsigned long arg, const FdResolver& fds);
   uint32_t irq_count(unsigned index) const;
   // The functions a hot reset of this one resets too (its bus); ENODEV where no bus reset exists.
   Result<std::vector<const platform::PciFunction*>> reset_scope() const;

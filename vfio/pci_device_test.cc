@@ -540,6 +540,79 @@ TEST_F(DeviceTest, HotResetInfoAndReset) {
   EXPECT_EQ(ioctl(bridge, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, &small).error(), kENODEV);  // root bus
 }
 
+TEST_F(DeviceTest, HotResetIoctlDecodesAndResolvesGroupFdsInKernelOrder) {
+  attach();
+  PciDevice* gpu = must_open("0004:04:00.0");
+  TestFds fds;
+  fds.groups[5] = group_;
+  fds.others.insert(9);
+  // The header and one group fd after it.
+  alignas(8) uint8_t buf[sizeof(vfio_pci_hot_reset) + sizeof(int32_t)] = {};
+  struct Req {
+    vfio_pci_hot_reset& hdr;
+    int32_t& fd;
+  } req{*reinterpret_cast<vfio_pci_hot_reset*>(buf), *reinterpret_cast<int32_t*>(buf + sizeof(vfio_pci_hot_reset))};
+  auto reset = [&](PciDevice* d) {
+    return d->ioctl(as_, VFIO_DEVICE_PCI_HOT_RESET, reinterpret_cast<unsigned long>(buf), fds);
+  };
+  req.hdr.argsz = sizeof(buf);
+  req.hdr.count = 1;
+  req.fd = 5;
+  req.hdr.flags = 1;
+  EXPECT_EQ(reset(gpu).error(), kEINVAL);
+  req.hdr.flags = 0;
+  req.hdr.count = 0;
+  EXPECT_EQ(reset(gpu).error(), kEINVAL);
+  req.hdr.count = 2;  // more than the bus has functions
+  EXPECT_EQ(reset(gpu).error(), kEINVAL);
+  req.hdr.count = 1;
+  req.fd = 42;
+  EXPECT_EQ(reset(gpu).error(), kEBADF);
+  req.fd = 9;
+  EXPECT_EQ(reset(gpu).error(), kEINVAL);
+  req.fd = 5;
+  EXPECT_EQ(reset(gpu), 0);
+  // argsz is not checked against count: the fds right after the header are read.
+  req.hdr.argsz = offsetofend(vfio_pci_hot_reset, count);
+  EXPECT_EQ(reset(gpu), 0);
+  // A function with no bus reset is ENODEV before the count is looked at.
+  PciDevice* bridge = must_open("0006:00:00.0");
+  req.hdr.count = 0;
+  EXPECT_EQ(reset(bridge).error(), kENODEV);
+  // The fds in a page the client cannot read: EFAULT.
+  ClientMemory m(128 * KiB);
+  ASSERT_EQ(mprotect(reinterpret_cast<void*>(m.ua() + 64 * KiB), 64 * KiB, PROT_NONE), 0);
+  vfio_pci_hot_reset hdr{sizeof(hdr) + 4, 0, 1};
+  const uint64_t at = m.ua() + 64 * KiB - sizeof(hdr);
+  std::memcpy(reinterpret_cast<void*>(at), &hdr, sizeof(hdr));
+  EXPECT_EQ(gpu->ioctl(as_, VFIO_DEVICE_PCI_HOT_RESET, at, fds).error(), kEFAULT);
+  EXPECT_EQ(gpu->ioctl(as_, VFIO_DEVICE_PCI_HOT_RESET, m.ua() + 64 * KiB, fds).error(), kEFAULT);
+}
+
+TEST_F(DeviceTest, IoctlArgumentsTheClientCannotReachAreEfaultNotACrash) {
+  attach();
+  PciDevice* gpu = must_open("0004:04:00.0");
+  ClientMemory none(64 * KiB, PROT_NONE);
+  for (unsigned long cmd : {VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_GET_IRQ_INFO,
+                            VFIO_DEVICE_SET_IRQS, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, VFIO_DEVICE_PCI_HOT_RESET}) {
+    EXPECT_EQ(gpu->ioctl(as_, cmd, none.ua()).error(), kEFAULT) << std::hex << cmd;
+  }
+  // Readable but not writable: the copy back faults.
+  ClientMemory ro(64 * KiB);
+  vfio_device_info info{sizeof(info)};
+  std::memcpy(reinterpret_cast<void*>(ro.ua()), &info, sizeof(info));
+  ASSERT_EQ(mprotect(reinterpret_cast<void*>(ro.ua()), 64 * KiB, PROT_READ), 0);
+  EXPECT_EQ(gpu->ioctl(as_, VFIO_DEVICE_GET_INFO, ro.ua()).error(), kEFAULT);
+  // SET_IRQS whose eventfd array runs into an unreadable page.
+  ClientMemory m(128 * KiB);
+  ASSERT_EQ(mprotect(reinterpret_cast<void*>(m.ua() + 64 * KiB), 64 * KiB, PROT_NONE), 0);
+  vfio_irq_set set{sizeof(set) + 4, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_PCI_INTX_IRQ_INDEX, 0,
+                   1};
+  const uint64_t at = m.ua() + 64 * KiB - sizeof(set);
+  std::memcpy(reinterpret_cast<void*>(at), &set, sizeof(set));
+  EXPECT_EQ(gpu->ioctl(as_, VFIO_DEVICE_SET_IRQS, at).error(), kEFAULT);
+}
+
 }  // namespace
 }  // namespace nv2pt::vfio
 

@@ -16,7 +16,7 @@ using iommu::DmaDirection;
 using iommu::TceTable;
 
 // Locks the container's mutex for the lifetime of the guard.
-using Lock = std::lock_guard<std::mutex>;
+using Lock = MutexLock;
 
 // tce_page_is_contained: the whole IOMMU page must be backed. Device memory: the page lies inside the device
 // window. Regular memory: the backing host pages are at least as large as the IOMMU page (in the model the
@@ -401,7 +401,7 @@ Result<void> SpaprTceIommu::map_v2_locked(TceTable& table, uint64_t entry, uint6
     if (pending) region->mapped_add(pending);
     pending = 0;
   };
-  auto updates = table.lock_updates();
+  UniqueMutexLock updates(table.update_mutex());
   uint64_t done = 0;
   uint64_t live = live_tces_locked();
   const bool near_limit = pages > options_.max_live_tces || live > options_.max_live_tces - pages;
@@ -541,7 +541,7 @@ void SpaprTceIommu::clear_locked(TceTable& table, uint64_t entry, uint64_t pages
     clear_locked(table, entry, pages, &guard);
     return;
   }
-  auto updates = table.lock_updates();
+  MutexLock updates(table.update_mutex());
   const uint64_t page = table.page_size();
   // v2: the region the last cleared entries pointed into, and how many of them are not yet taken off its mapped
   // count (one atomic per run of the same region, as in map_v2_locked).
@@ -588,47 +588,62 @@ void SpaprTceIommu::clear_locked(TceTable& table, uint64_t entry, uint64_t pages
 
 // --- dispatch ---
 
-namespace {
-
-// copy_from_user of a struct that starts with argsz: the kernel's minsz first, then whatever more of the struct the
-// user's argsz covers (INJECT_ERR's error, the DDW part of GET_INFO's buffer), never past argsz. The rest stays
-// zero. EFAULT for a null pointer.
-template <class T>
-Result<void> copy_in(unsigned long arg, T& value, size_t minsz = sizeof(T)) {
-  if (!arg) return fail(kEFAULT);
-  value = T{};
-  const auto* user = reinterpret_cast<const uint8_t*>(arg);
-  std::memcpy(&value, user, minsz);
-  uint32_t argsz;
-  std::memcpy(&argsz, user, sizeof(argsz));
-  if (argsz > minsz) std::memcpy(reinterpret_cast<uint8_t*>(&value) + minsz, user + minsz,
-                                 std::min<size_t>(argsz, sizeof(T)) - minsz);
+Result<void> SpaprTceIommu::check_before_copy(mm::AddressSpace& caller, unsigned long cmd) {
+  Lock lock(mutex_);
+  // tce_iommu_ioctl's sanity check comes before everything: another process's calls are EPERM, whatever they are.
+  NV2PT_TRY(check_mm(caller));
+  const bool v2 = version_ == Version::kV2;
+  switch (cmd) {
+    case VFIO_IOMMU_SPAPR_TCE_GET_INFO:
+      if (!first_group() || !first_group()->table_group()) return fail(kENXIO);
+      break;
+    case VFIO_IOMMU_MAP_DMA:
+    case VFIO_IOMMU_UNMAP_DMA:
+      if (!enabled_) return fail(kEPERM);
+      break;
+    case VFIO_IOMMU_SPAPR_REGISTER_MEMORY:
+      if (!v2) return fail(kENOTTY);
+      NV2PT_TRY(bind_mm(caller));  // tce_iommu_mm_set binds the process even if the copy then faults
+      break;
+    case VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY:
+      if (!v2) return fail(kENOTTY);
+      if (!mm_) return fail(kEPERM);
+      break;
+    case VFIO_IOMMU_SPAPR_TCE_CREATE:
+    case VFIO_IOMMU_SPAPR_TCE_REMOVE:
+      if (!v2) return fail(kENOTTY);
+      NV2PT_TRY(bind_mm(caller));
+      if (groups_.empty()) return fail(kENXIO);
+      break;
+    default: break;
+  }
   return {};
 }
 
-}  // namespace
-
 Result<long> SpaprTceIommu::ioctl(mm::AddressSpace& caller, unsigned long cmd, unsigned long arg) {
+  if (cmd == VFIO_CHECK_EXTENSION) return check_extension(arg, options_.eeh_enabled);
+  // What the kernel checks before copy_from_user, so a bad pointer is EFAULT only where the kernel gets to the copy.
+  // The typed calls below check it all again under their lock.
+  NV2PT_TRY(check_before_copy(caller, cmd));
   switch (cmd) {
-    case VFIO_CHECK_EXTENSION: return check_extension(arg, options_.eeh_enabled);
     case VFIO_IOMMU_SPAPR_TCE_GET_INFO: {
       vfio_iommu_spapr_tce_info info;
-      NV2PT_TRY(copy_in(arg, info, offsetofend(vfio_iommu_spapr_tce_info, dma32_window_size)));
+      NV2PT_TRY(copy_in_argsz(arg, info, offsetofend(vfio_iommu_spapr_tce_info, dma32_window_size)));
       NV2PT_TRY(get_info(caller, info));
       const size_t len = info.argsz >= sizeof(info) ? sizeof(info)
                                                     : offsetofend(vfio_iommu_spapr_tce_info, dma32_window_size);
-      std::memcpy(reinterpret_cast<void*>(arg), &info, len);
+      NV2PT_TRY(copy_out(arg, info, len));
       return 0;
     }
     case VFIO_IOMMU_MAP_DMA: {
       vfio_iommu_type1_dma_map map;
-      NV2PT_TRY(copy_in(arg, map));
+      NV2PT_TRY(copy_in_argsz(arg, map, sizeof(map)));
       NV2PT_TRY(map_dma(caller, map));
       return 0;
     }
     case VFIO_IOMMU_UNMAP_DMA: {
       vfio_iommu_type1_dma_unmap unmap;
-      NV2PT_TRY(copy_in(arg, unmap));
+      NV2PT_TRY(copy_in_argsz(arg, unmap, sizeof(unmap)));
       NV2PT_TRY(unmap_dma(caller, unmap));
       return 0;
     }
@@ -636,29 +651,29 @@ Result<long> SpaprTceIommu::ioctl(mm::AddressSpace& caller, unsigned long cmd, u
     case VFIO_IOMMU_DISABLE: NV2PT_TRY(disable(caller)); return 0;
     case VFIO_EEH_PE_OP: {
       vfio_eeh_pe_op op;
-      NV2PT_TRY(copy_in(arg, op, offsetofend(vfio_eeh_pe_op, op)));
+      NV2PT_TRY(copy_in_argsz(arg, op, offsetofend(vfio_eeh_pe_op, op)));
       return eeh_pe_op(caller, op);
     }
     case VFIO_IOMMU_SPAPR_REGISTER_MEMORY:
     case VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY: {
       vfio_iommu_spapr_register_memory reg;
-      NV2PT_TRY(copy_in(arg, reg));
+      NV2PT_TRY(copy_in_argsz(arg, reg, sizeof(reg)));
       NV2PT_TRY(cmd == VFIO_IOMMU_SPAPR_REGISTER_MEMORY ? register_memory(caller, reg)
                                                         : unregister_memory(caller, reg));
       return 0;
     }
     case VFIO_IOMMU_SPAPR_TCE_CREATE: {
       vfio_iommu_spapr_tce_create create;
-      NV2PT_TRY(copy_in(arg, create));
+      NV2PT_TRY(copy_in_argsz(arg, create, sizeof(create)));
       NV2PT_TRY(create_window(caller, create));
       // Only start_addr goes back to the caller.
-      std::memcpy(reinterpret_cast<char*>(arg) + offsetof(vfio_iommu_spapr_tce_create, start_addr),
-                  &create.start_addr, sizeof(create.start_addr));
+      NV2PT_TRY(mm::copy_to_client(arg + offsetof(vfio_iommu_spapr_tce_create, start_addr), &create.start_addr,
+                                   sizeof(create.start_addr)));
       return 0;
     }
     case VFIO_IOMMU_SPAPR_TCE_REMOVE: {
       vfio_iommu_spapr_tce_remove remove;
-      NV2PT_TRY(copy_in(arg, remove));
+      NV2PT_TRY(copy_in_argsz(arg, remove, sizeof(remove)));
       NV2PT_TRY(remove_window(caller, remove));
       return 0;
     }

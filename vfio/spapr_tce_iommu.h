@@ -6,12 +6,12 @@
 // UNMAP included (the kernel does not lock those: docs/kernel/container.md#locking).
 #pragma once
 
+#include "base/thread_annotations.h"
 #include "vfio/uapi.h"
 
 #include <array>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "base/errno.h"
@@ -72,8 +72,9 @@ class SpaprTceIommu {
   Result<void> create_window(mm::AddressSpace& caller, vfio_iommu_spapr_tce_create& create);
   Result<void> remove_window(mm::AddressSpace& caller, const vfio_iommu_spapr_tce_remove& remove);
 
-  // Dispatch of a container ioctl by number, for the interposer: `arg` is the user's pointer (EFAULT if null) or,
-  // for CHECK_EXTENSION, the value. ENOTTY for calls this driver does not have or that the other version owns.
+  // Dispatch of a container ioctl by number (tce_iommu_ioctl): `arg` is the user's pointer (EFAULT if it cannot
+  // be read or written) or, for CHECK_EXTENSION, the value. ENOTTY for calls this driver does not have or that the
+  // other version owns.
   Result<long> ioctl(mm::AddressSpace& caller, unsigned long cmd, unsigned long arg);
 
   // Introspection for reports, tests and the invariant checker.
@@ -109,38 +110,42 @@ class SpaprTceIommu {
     uint64_t charged_pages = 0;
   };
 
-  Result<void> bind_mm(mm::AddressSpace& caller);
-  Result<void> check_mm(mm::AddressSpace& caller) const;
-  Group* first_group() const { return groups_.empty() ? nullptr : groups_.front(); }
+  Result<void> bind_mm(mm::AddressSpace& caller) NV2PT_REQUIRES(mutex_);
+  // tce_iommu_ioctl's checks that come before it copies the argument in (EPERM for another process first).
+  Result<void> check_before_copy(mm::AddressSpace& caller, unsigned long cmd);
+  Result<void> check_mm(mm::AddressSpace& caller) const NV2PT_REQUIRES(mutex_);
+  Group* first_group() const NV2PT_REQUIRES(mutex_) { return groups_.empty() ? nullptr : groups_.front(); }
 
-  Result<void> create_default_window_locked();
-  Result<uint64_t> create_window_locked(unsigned page_shift, uint64_t window_size, unsigned levels);
-  void free_window_locked(unsigned slot);
-  Window* find_window_locked(uint64_t bus_addr, unsigned* slot);
+  Result<void> create_default_window_locked() NV2PT_REQUIRES(mutex_);
+  Result<uint64_t> create_window_locked(unsigned page_shift, uint64_t window_size, unsigned levels)
+      NV2PT_REQUIRES(mutex_);
+  void free_window_locked(unsigned slot) NV2PT_REQUIRES(mutex_);
+  Window* find_window_locked(uint64_t bus_addr, unsigned* slot) NV2PT_REQUIRES(mutex_);
 
   Result<void> map_v2_locked(iommu::TceTable& table, uint64_t entry, uint64_t vaddr, uint64_t pages,
-                             iommu::DmaDirection dir);
+                             iommu::DmaDirection dir) NV2PT_REQUIRES(mutex_);
   Result<void> map_v1_locked(iommu::TceTable& table, uint64_t entry, uint64_t vaddr, uint64_t pages,
-                             iommu::DmaDirection dir);
+                             iommu::DmaDirection dir) NV2PT_REQUIRES(mutex_);
   // Clears [entry, entry+pages) and drops what the old entries held (v2: mapped counts; v1: pins). v2 callers
   // that already hold the registry's read guard pass it.
   void clear_locked(iommu::TceTable& table, uint64_t entry, uint64_t pages,
-                    const mm::Registry::ReadGuard* held = nullptr);
-  void drop_old_entry_v1(const iommu::TceTable::OldEntry& old);
+                    const mm::Registry::ReadGuard* held = nullptr) NV2PT_REQUIRES(mutex_);
+  void drop_old_entry_v1(const iommu::TceTable::OldEntry& old) NV2PT_REQUIRES(mutex_);
 
-  void detach_group_locked(Group& group);
-  uint64_t live_tces_locked() const;
+  void detach_group_locked(Group& group) NV2PT_REQUIRES(mutex_);
+  uint64_t live_tces_locked() const NV2PT_REQUIRES(mutex_);
 
   const Version version_;
   const Options options_;
-  mutable std::mutex mutex_;
-  mm::AddressSpace* mm_ = nullptr;  // bound once, never changes (the process's mm outlives its containers)
-  bool enabled_ = false;
-  bool default_window_pending_ = false;
-  uint64_t v1_locked_pages_ = 0;
-  std::array<Window, iommu::kMaxWindows> windows_;
-  std::vector<Group*> groups_;  // newest first, as tce_iommu_attach_group's list_add keeps them
-  std::vector<mm::RegionRef> registrations_;  // one `used` reference each
+  mutable Mutex mutex_;
+  // Bound once, never changes (the process's mm outlives its containers).
+  mm::AddressSpace* mm_ NV2PT_GUARDED_BY(mutex_) = nullptr;
+  bool enabled_ NV2PT_GUARDED_BY(mutex_) = false;
+  bool default_window_pending_ NV2PT_GUARDED_BY(mutex_) = false;
+  uint64_t v1_locked_pages_ NV2PT_GUARDED_BY(mutex_) = 0;
+  std::array<Window, iommu::kMaxWindows> windows_ NV2PT_GUARDED_BY(mutex_);
+  std::vector<Group*> groups_ NV2PT_GUARDED_BY(mutex_);  // newest first, as tce_iommu_attach_group's list_add keeps them
+  std::vector<mm::RegionRef> registrations_ NV2PT_GUARDED_BY(mutex_);  // one `used` reference each
 };
 
 }  // namespace nv2pt::vfio

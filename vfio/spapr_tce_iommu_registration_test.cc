@@ -161,5 +161,59 @@ TEST_F(V2, Scenario37_AnotherProcessGetsEPERM) {
   EXPECT_EQ(iommu().ioctl(other, VFIO_CHECK_EXTENSION, VFIO_SPAPR_TCE_v2_IOMMU), 1);
 }
 
+// tce_iommu_ioctl's order: the foreign-process check before anything else, and what each call checks before
+// copy_from_user comes before the EFAULT of a bad pointer.
+TEST_F(V2, AnotherProcessIsEpermBeforeAnyOtherCheck) {
+  ClientMemory m(1 * MiB);
+  ASSERT_TRUE(reg(m.ua(), 512 * KiB));  // binds the container to `as`
+  mm::AddressSpace other(process_options(2));
+  EXPECT_EQ(iommu().ioctl(other, VFIO_IOMMU_MAP_DMA, 0).error(), kEPERM);  // not EFAULT
+  EXPECT_EQ(iommu().ioctl(other, VFIO_IOMMU_SPAPR_TCE_GET_INFO, 0).error(), kEPERM);
+  EXPECT_EQ(iommu().ioctl(other, VFIO_IOMMU_ENABLE, 0).error(), kEPERM);  // not the v1 call's ENOTTY
+  EXPECT_EQ(iommu().ioctl(other, _IO(VFIO_TYPE, VFIO_BASE + 30), 0).error(), kEPERM);  // not ENOTTY
+  EXPECT_EQ(iommu().ioctl(other, VFIO_CHECK_EXTENSION, VFIO_SPAPR_TCE_v2_IOMMU), 1);
+}
+
+TEST(SpaprTce, AnotherProcessGetsEpermOnAV1ContainerForV2Calls) {
+  mm::AddressSpace as(process_options(1));
+  LegacyGroup g(1);
+  auto v1 = SpaprTceIommu::open(VFIO_SPAPR_TCE_IOMMU);
+  ASSERT_TRUE(v1);
+  ASSERT_TRUE((*v1)->attach_group(g.group));
+  ASSERT_TRUE((*v1)->enable(as));
+  mm::AddressSpace other(process_options(2));
+  EXPECT_EQ((*v1)->ioctl(other, VFIO_IOMMU_SPAPR_REGISTER_MEMORY, 0).error(), kEPERM);
+  EXPECT_EQ((*v1)->ioctl(as, VFIO_IOMMU_SPAPR_REGISTER_MEMORY, 0).error(), kENOTTY);
+  EXPECT_EQ((*v1)->ioctl(as, VFIO_IOMMU_SPAPR_TCE_CREATE, 0).error(), kENOTTY);
+  ASSERT_TRUE((*v1)->disable(as));
+  (*v1)->detach_group(g.group);
+}
+
+TEST(SpaprTce, MapUnmapCheckEnabledAndInfoCreateRemoveCheckGroupsBeforeTheCopy) {
+  mm::AddressSpace as(process_options(1));
+  auto v2 = SpaprTceIommu::open(VFIO_SPAPR_TCE_v2_IOMMU);
+  ASSERT_TRUE(v2);
+  SpaprTceIommu& c = **v2;
+  // Nothing attached, nothing registered: each of these stops before it reads its (null) argument.
+  EXPECT_EQ(c.ioctl(as, VFIO_IOMMU_SPAPR_TCE_GET_INFO, 0).error(), kENXIO);
+  EXPECT_EQ(c.ioctl(as, VFIO_IOMMU_MAP_DMA, 0).error(), kEPERM);
+  EXPECT_EQ(c.ioctl(as, VFIO_IOMMU_UNMAP_DMA, 0).error(), kEPERM);
+  EXPECT_EQ(c.ioctl(as, VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY, 0).error(), kEPERM);  // no process bound yet
+  EXPECT_EQ(c.ioctl(as, VFIO_IOMMU_SPAPR_TCE_CREATE, 0).error(), kENXIO);
+  EXPECT_EQ(c.ioctl(as, VFIO_IOMMU_SPAPR_TCE_REMOVE, 0).error(), kENXIO);
+  EXPECT_EQ(c.address_space(), &as);  // CREATE bound the process before it found no group (tce_iommu_mm_set)
+  NvlinkGroup g(4);
+  ASSERT_TRUE(c.attach_group(g.group));
+  EXPECT_EQ(c.ioctl(as, VFIO_IOMMU_SPAPR_TCE_GET_INFO, 0).error(), kEFAULT);
+  EXPECT_EQ(c.ioctl(as, VFIO_IOMMU_SPAPR_TCE_CREATE, 0).error(), kEFAULT);
+  EXPECT_EQ(c.ioctl(as, VFIO_IOMMU_SPAPR_REGISTER_MEMORY, 0).error(), kEFAULT);
+  ClientMemory m(1 * MiB);
+  vfio_iommu_spapr_register_memory r{sizeof(r), 0, m.ua(), 1 * MiB};
+  ASSERT_EQ(c.ioctl(as, VFIO_IOMMU_SPAPR_REGISTER_MEMORY, reinterpret_cast<unsigned long>(&r)), 0);
+  EXPECT_EQ(c.ioctl(as, VFIO_IOMMU_MAP_DMA, 0).error(), kEFAULT);  // enabled now: the copy is reached
+  ASSERT_EQ(c.ioctl(as, VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY, reinterpret_cast<unsigned long>(&r)), 0);
+  c.detach_group(g.group);
+}
+
 }  // namespace
 }  // namespace nv2pt::vfio

@@ -25,12 +25,14 @@ TEST(Container, SetIommuRules) {
   EXPECT_EQ(c.check_extension(VFIO_SPAPR_TCE_v2_IOMMU), 1);
   EXPECT_EQ(c.check_extension(VFIO_EEH), 1);
   mm::AddressSpace as(process_options(1));
-  EXPECT_EQ(c.ioctl(as, VFIO_IOMMU_MAP_DMA, 0).error(), kENOTTY);  // no driver yet
+  EXPECT_EQ(c.ioctl(as, VFIO_IOMMU_MAP_DMA, 0).error(), kEINVAL);  // no driver yet
   ASSERT_TRUE(c.set_iommu(VFIO_SPAPR_TCE_v2_IOMMU));
   EXPECT_EQ(c.set_iommu(VFIO_SPAPR_TCE_v2_IOMMU).error(), kEINVAL);
   EXPECT_EQ(c.ioctl(as, VFIO_IOMMU_ENABLE, 0).error(), kENOTTY);  // v1 only
   EXPECT_EQ(c.ioctl(as, VFIO_GET_API_VERSION, 0), 0);
-  EXPECT_EQ(c.ioctl(as, VFIO_IOMMU_MAP_DMA, 0).error(), kEFAULT);
+  EXPECT_EQ(c.ioctl(as, VFIO_IOMMU_MAP_DMA, 0).error(), kEPERM);  // nothing registered: not enabled
+  vfio_iommu_spapr_register_memory reg{sizeof(reg), 0, 0, 0};
+  EXPECT_EQ(c.ioctl(as, VFIO_IOMMU_SPAPR_REGISTER_MEMORY, reinterpret_cast<unsigned long>(&reg)).error(), kEINVAL);
   c.detach_group(g.group);
 }
 

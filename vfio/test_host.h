@@ -6,10 +6,15 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <memory>
+#include <set>
+#include <utility>
+#include <vector>
 
 #include "mm/address_space.h"
 #include "vfio/container.h"
+#include "vfio/fd_resolver.h"
 #include "vfio/invariant_checker.h"
 #include "vfio/test_groups.h"
 
@@ -49,5 +54,35 @@ inline mm::AddressSpaceOptions process_options(uint64_t id, uint64_t memlock_byt
   o.memlock = mm::MemlockPolicy::fixed(memlock_bytes, cap);
   return o;
 }
+
+// A file table for tests: containers and groups at the fds a test chooses, other open fds that are no VFIO object,
+// and device fds handed out from 100 on.
+class TestFds final : public FdResolver {
+ public:
+  static constexpr int kFirstDeviceFd = 100;
+  std::map<int, std::shared_ptr<Container>> containers;
+  std::map<int, Group*> groups;
+  std::set<int> others;
+  std::vector<std::pair<Group*, PciDevice*>> devices;  // fd - kFirstDeviceFd
+
+  Result<std::shared_ptr<Container>> container(int fd) const override {
+    if (auto it = containers.find(fd); it != containers.end()) return it->second;
+    return fail(open(fd) ? kEINVAL : kEBADF);
+  }
+  Result<Group*> group(int fd) const override {
+    if (auto it = groups.find(fd); it != groups.end()) return it->second;
+    return fail(open(fd) ? kEINVAL : kEBADF);
+  }
+  Result<int> install_device(Group& group, PciDevice& device) override {
+    devices.emplace_back(&group, &device);
+    return kFirstDeviceFd + static_cast<int>(devices.size()) - 1;
+  }
+
+ private:
+  bool open(int fd) const {
+    return containers.contains(fd) || groups.contains(fd) || others.contains(fd) ||
+           (fd >= kFirstDeviceFd && fd < kFirstDeviceFd + static_cast<int>(devices.size()));
+  }
+};
 
 }  // namespace nv2pt::vfio::testing
