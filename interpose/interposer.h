@@ -88,7 +88,8 @@ class Interposer {
   void munmap(void* addr, size_t length);
 
   // Writes NV2PT_REPORT now (no-op without one).
-  void write_report();
+  // on_signal: the report signal asked for it; DMA requests (NV2PT_DMA_REQUESTS) run only then.
+  void write_report(bool on_signal = false);
 
   // Device fds handed out so far, by device name (also those closed since), for the report.
   std::map<std::string, unsigned> devices_opened() const;

@@ -213,8 +213,10 @@ json build_report(Interposer& ip) {
   return r;
 }
 
-Result<void> write_report_file(Interposer& ip, const std::string& path) {
-  const std::string text = build_report(ip).dump(2) + "\n";
+Result<void> write_report_file(Interposer& ip, const std::string& path, const json& dma) {
+  json r = build_report(ip);
+  if (!dma.is_null()) r["dma_requests"] = dma;
+  const std::string text = r.dump(2) + "\n";
   const std::string tmp = path + ".tmp." + std::to_string(getpid());
   FILE* f = std::fopen(tmp.c_str(), "w");
   if (!f) return fail(Errno{errno});

@@ -11,6 +11,7 @@
 //   hmis               time, GPU, address, cause
 //   links              state per NVLink bridge
 //   compat             the switch: setting, decision, buffers kept
+//   dma_requests       only in a report the signal asked for while NV2PT_DMA_REQUESTS held requests
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -28,6 +29,7 @@ inline constexpr size_t kReportTceLimit = 256;
 
 nlohmann::json build_report(Interposer& interposer);
 // Writes the report to `path` through a temporary file and a rename, so a reader never sees half a report.
-Result<void> write_report_file(Interposer& interposer, const std::string& path);
+// `dma`: results of DMA requests run for this report (NV2PT_DMA_REQUESTS), as "dma_requests" if not null.
+Result<void> write_report_file(Interposer& interposer, const std::string& path, const nlohmann::json& dma = nullptr);
 
 }  // namespace nv2pt::interpose
