@@ -1,7 +1,7 @@
 # The real guest's life cycle around its 64-bit DMA window and onlined GPU RAM, QEMU driven through QMP, the guest's
 # console through a pipe. Every boot reads GPU RAM once before training (nv2pt.early_touch, --hmi log), trains the
 # links, creates the 64-bit window, onlines GPU RAM, and then holds.
-#   - device_del of the GPU while its RAM is onlined: QEMU 7.2 refuses to unplug NVLink2 devices
+#   - device_del of the GPU or of one of its bridges while its RAM is onlined: QEMU 7.2 refuses to unplug NVLink2 devices
 #     (spapr_pci_unplug_request: "PCI: Cannot unplug NVLink2 devices"); the host state does not change.
 #   - QMP system_reset, then the guest's own `reboot`: the GPU reset drops the links (the next boot's early touch is
 #     an HMI again), the next boot retrains and maps again, and nothing leaks: locked memory, registrations, windows
@@ -21,6 +21,7 @@ cat "$WORK/con.out" >"$WORK/life.console" &
 export NV2PT_PAGE_SIZE=host
 devs=($(vfio_devices "$GPU" pci.0 1 "${BRIDGES[@]}"))
 devs[1]+=",id=gpu0"
+devs[3]+=",id=bridge0"
 qmp_start life --hmi log ${TOPOLOGY_ARG[@]+"${TOPOLOGY_ARG[@]}"} -- "$QEMU" -M pseries,accel=tcg -cpu POWER9 -m 1G \
   -display none -nodefaults -serial pipe:"$WORK/con" -qmp stdio -kernel "$GUEST_DIR/vmlinux" \
   -initrd "$WORK/initramfs.cpio.gz" -append "console=hvc0 quiet nv2pt.early_touch nv2pt.hold" "${devs[@]}"
@@ -42,9 +43,11 @@ report_now life "$WORK/boot1.json"
 expect_eq "$(said 'links trained' | sed -n 1p)" ${#BRIDGES[@]} "boot 1: links trained"
 expect_eq "$(jq -r '.hmis | length' "$WORK/boot1.json")" 1 "boot 1: the early touch is an HMI"
 
-note "device_del of the GPU while its RAM is onlined"
-qmp '{"execute":"device_del","arguments":{"id":"gpu0"}}'
-case $QMP_REPLY in *'Cannot unplug NVLink2 devices'*) ;; *) fail "device_del: $QMP_REPLY" ;; esac
+note "device_del of the GPU and of a bridge while the GPU's RAM is onlined"
+for id in gpu0 bridge0; do
+  qmp "{\"execute\":\"device_del\",\"arguments\":{\"id\":\"$id\"}}"
+  case $QMP_REPLY in *'Cannot unplug NVLink2 devices'*) ;; *) fail "device_del $id: $QMP_REPLY" ;; esac
+done
 report_now life "$WORK/after_del.json"
 
 note "QMP system_reset"
