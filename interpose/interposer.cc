@@ -12,11 +12,14 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <future>
+#include <sstream>
 #include <thread>
 
-#include "base/thread_annotations.h"
 #include "base/log.h"
+#include "base/thread_annotations.h"
+#include "interpose/dma_requests.h"
 #include "interpose/ioctl_names.h"
 #include "interpose/report.h"
 #include "platform/device_tree.h"
@@ -111,7 +114,7 @@ void Interposer::start_reporting() {
     pthread_sigmask(SIG_BLOCK, &all, nullptr);
     for (;;) {
       uint64_t n;
-      if (::read(report_eventfd, &n, sizeof n) == sizeof n) write_report();
+      if (::read(report_eventfd, &n, sizeof n) == sizeof n) write_report(/*on_signal=*/true);
     }
   }).detach();
   struct sigaction sa{};
@@ -126,11 +129,21 @@ std::map<std::string, unsigned> Interposer::devices_opened() const {
   return devices_opened_;
 }
 
-void Interposer::write_report() {
+void Interposer::write_report(bool on_signal) {
   if (options_.report.empty()) return;
   ModelScope scope;
   MutexLock lock(report_mutex_);
-  (void)write_report_file(*this, options_.report);
+  nlohmann::json dma;
+  if (on_signal && host_ && !options_.dma_requests.empty()) {
+    // Executed once: the file is removed before the report that carries the results appears.
+    if (std::ifstream in{options_.dma_requests}; in) {
+      std::stringstream text;
+      text << in.rdbuf();
+      std::remove(options_.dma_requests.c_str());
+      dma = run_dma_requests(*host_, mm::AddressSpace::current(), text.str());
+    }
+  }
+  (void)write_report_file(*this, options_.report, nullptr, dma);
 }
 
 void Interposer::write_fatal_hmi_report(const platform::Hmi& hmi) {

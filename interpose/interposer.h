@@ -90,7 +90,8 @@ class Interposer final : public vfio::FdResolver {
   void munmap(void* addr, size_t length);
 
   // Writes NV2PT_REPORT now (no-op without one).
-  void write_report();
+  // on_signal: the report signal asked for it; DMA requests (NV2PT_DMA_REQUESTS) run only then.
+  void write_report(bool on_signal = false);
   // Writes NV2PT_REPORT as the state at a fatal HMI, which kills the process next: the report names the HMI.
   void write_fatal_hmi_report(const platform::Hmi& hmi);
 

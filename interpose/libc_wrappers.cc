@@ -20,6 +20,7 @@
 #include <string>
 
 #include "interpose/interposer.h"
+#include "interpose/preload_options.h"
 #include "interpose/real_libc.h"
 
 #define NV2PT_EXPORT extern "C" __attribute__((visibility("default")))
@@ -411,6 +412,20 @@ NV2PT_EXPORT int close(int fd) {
     Interposer::get().close(fd);
   }
   return NV2PT_REAL(close)(fd);
+}
+
+// --- the page size the client sees ---
+
+// NV2PT_PAGE_SIZE=host: the client sees the modelled host's 64 KiB pages, as QEMU on a POWER9 host does (it then
+// picks 64 KiB host TCEs for a guest's 16 MiB IOMMU pages; with the machine's 4 KiB it picks 4 KiB TCEs, whose
+// 2^47-byte window the kernel's 55-bit rule refuses). Read once, without creating the host: QEMU asks early.
+NV2PT_EXPORT int getpagesize() noexcept {
+  static const long presented = [] {
+    const char* v = ::getenv("NV2PT_PAGE_SIZE");
+    return parse_page_size(v ? v : "").value_or(0);
+  }();
+  if (presented && !bypass()) return static_cast<int>(presented);
+  return NV2PT_REAL(getpagesize)();
 }
 
 // --- the compat switch ---

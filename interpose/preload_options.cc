@@ -6,6 +6,8 @@
 
 #include <charconv>
 
+#include "base/host_page.h"
+
 namespace nv2pt::interpose {
 
 std::optional<platform::HmiPolicy> parse_hmi_policy(std::string_view text) {
@@ -47,6 +49,12 @@ std::optional<int> parse_signal(std::string_view text) {
   return v;
 }
 
+std::optional<long> parse_page_size(std::string_view text) {
+  if (text.empty() || text == "machine") return 0;
+  if (text == "host") return static_cast<long>(kHostPageSize);
+  return std::nullopt;
+}
+
 std::string default_runtime_dir() {
   const std::string run_user = "/run/user/" + std::to_string(getuid());
   struct stat st;
@@ -74,9 +82,14 @@ std::expected<PreloadOptions, std::string> read_preload_options(Getenv getenv_fn
   o.runtime_dir = env("NV2PT_RUNTIME_DIR");
   if (o.runtime_dir.empty()) o.runtime_dir = default_runtime_dir();
   o.log = env("NV2PT_LOG");
+  o.dma_requests = env("NV2PT_DMA_REQUESTS");
   auto compat = parse_compat(env("NV2PT_COMPAT"));
   if (!compat) return std::unexpected("NV2PT_COMPAT: " + compat.error());
   o.qemu72_uaf = *compat;
+  std::string_view page = env("NV2PT_PAGE_SIZE");
+  auto page_size = parse_page_size(page);
+  if (!page_size) return std::unexpected("NV2PT_PAGE_SIZE='" + std::string(page) + "': expected host or machine");
+  o.page_size = *page_size;
   return o;
 }
 

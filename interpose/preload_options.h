@@ -11,6 +11,10 @@
 //   NV2PT_COMPAT       comma-separated client-compatibility switches: NAME (on), no-NAME (off), auto (default:
 //                      each switch decides from the program), none (all off)
 //   NV2PT_LOG          event log file (appended), optional
+//   NV2PT_DMA_REQUESTS file of device DMA requests run on the report signal (interpose/dma_requests.h)
+//   NV2PT_PAGE_SIZE    the page size getpagesize() answers the client: "host" for the modelled POWER9 host's
+//                      64 KiB (what QEMU on that host sees: it then backs 16 MiB guest IOMMU pages with 64 KiB TCEs
+//                      and pre-registers in 64 KiB units), "machine" or unset for the machine's own
 #pragma once
 
 #include <optional>
@@ -36,6 +40,8 @@ struct PreloadOptions {
   std::string runtime_dir;
   std::string log;
   SwitchSetting qemu72_uaf = SwitchSetting::kAuto;
+  long page_size = 0;  // 0: the machine's own
+  std::string dma_requests;
 };
 
 // `getenv` is a parameter so tests can feed their own environment. Errors name the variable and the bad value.
@@ -47,5 +53,7 @@ std::optional<platform::HmiPolicy> parse_hmi_policy(std::string_view text);
 std::expected<SwitchSetting, std::string> parse_compat(std::string_view text);
 std::optional<int> parse_signal(std::string_view text);
 std::string default_runtime_dir();
+// NV2PT_PAGE_SIZE: "host" -> the model's host page size, "machine" or empty -> 0 (the machine's own).
+std::optional<long> parse_page_size(std::string_view text);
 
 }  // namespace nv2pt::interpose

@@ -60,5 +60,19 @@ TEST(PreloadOptionsTest, CompatSwitchSpellings) {
   EXPECT_FALSE(parse_compat("qemu73-something"));
 }
 
+TEST(PreloadOptionsTest, PageSizeHostIsTheModelledHostsPage) {
+  env = {{"NV2PT_PAGE_SIZE", "host"}, {"NV2PT_DMA_REQUESTS", "/req"}};
+  auto o = read_preload_options(fake_getenv);
+  ASSERT_TRUE(o) << o.error();
+  EXPECT_EQ(o->page_size, 65536);
+  EXPECT_EQ(o->dma_requests, "/req");
+  EXPECT_EQ(parse_page_size("machine"), 0);
+  EXPECT_EQ(parse_page_size(""), 0);
+  env = {{"NV2PT_PAGE_SIZE", "64K"}};
+  o = read_preload_options(fake_getenv);
+  ASSERT_FALSE(o);
+  EXPECT_NE(o.error().find("NV2PT_PAGE_SIZE"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace nv2pt::interpose

@@ -283,8 +283,10 @@ Result<void> write_json_file(const json& report, const std::string& path) {
 
 }  // namespace
 
-Result<void> write_report_file(Interposer& ip, const std::string& path, const platform::Hmi* fatal) {
-  return write_json_file(build_report(ip, fatal), path);
+Result<void> write_report_file(Interposer& ip, const std::string& path, const platform::Hmi* fatal, const json& dma) {
+  json r = build_report(ip, fatal);
+  if (!dma.is_null()) r["dma_requests"] = dma;
+  return write_json_file(r, path);
 }
 
 Result<void> write_fatal_hmi_only_report(const std::string& path, const platform::Hmi& fatal) {

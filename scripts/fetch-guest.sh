@@ -3,11 +3,11 @@
 # QEMU takes as -kernel) and a static busybox (the guest's whole userland), from Debian's registry. Idempotent.
 #
 # usage: scripts/fetch-guest.sh [DIR]   (default: $NV2PT_GUEST_DIR, else ~/.cache/nv2pt/guest)
-# Leaves DIR/vmlinux and DIR/busybox. Adds the ppc64el architecture to dpkg (root or sudo) to reach the packages;
+# Leaves DIR/vmlinux, DIR/busybox and DIR/abi (the kernel ABI, for the module headers of build-guest-module.sh). Adds the ppc64el architecture to dpkg (root or sudo) to reach the packages;
 # installs nothing of it.
 set -euo pipefail
 DIR=${1:-${NV2PT_GUEST_DIR:-$HOME/.cache/nv2pt/guest}}
-[ -s "$DIR/vmlinux" ] && [ -s "$DIR/busybox" ] && exit 0
+[ -s "$DIR/vmlinux" ] && [ -s "$DIR/busybox" ] && [ -s "$DIR/abi" ] && exit 0
 
 sudo_cmd=""
 [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
@@ -34,4 +34,6 @@ cp "$(ls "$tmp"/root/boot/vmlinux-* | head -n 1)" "$DIR/vmlinux.tmp"
 cp "$tmp/root/bin/busybox" "$DIR/busybox.tmp"
 mv "$DIR/vmlinux.tmp" "$DIR/vmlinux"
 mv "$DIR/busybox.tmp" "$DIR/busybox"
+abi=${image#linux-image-}
+echo "${abi%:ppc64el}" >"$DIR/abi"
 echo "fetch-guest: $DIR/vmlinux ($image), $DIR/busybox"

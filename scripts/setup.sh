@@ -11,6 +11,7 @@ pkgs=(
   clang-14 libclang-rt-14-dev
   jq strace util-linux
   cpio
+  gcc-powerpc64le-linux-gnu linux-kbuild-6.1
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -25,5 +26,7 @@ if ((${#missing[@]})); then
   $sudo_cmd apt-get update -qq || echo "setup: apt-get update reported errors; installing anyway"
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-# The real ppc64le guest kernel and busybox that e2e.guest_boot_trains_links boots (Debian's registry).
+# The real ppc64le guest kernel and busybox that the e2e guest tests boot (Debian's registry), and the guest module
+# that makes the guest kernel create its 64-bit DMA window, built against that kernel's headers.
 bash "$(dirname "$0")/fetch-guest.sh"
+bash "$(dirname "$0")/build-guest-module.sh"
