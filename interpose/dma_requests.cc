@@ -77,7 +77,7 @@ json run_one(vfio::Host& host, mm::AddressSpace& as, std::string_view line) {
     return r;
   }
   r["hpa"] = hex(*hpa);
-  for (unsigned num = 0; num < pe->tve_count(); ++num) {
+  for (unsigned num = 0; num < iommu::kMaxWindows; ++num) {
     const iommu::TceTable* t = pe->window(num);
     if (!t || !t->contains(*bus) || !t->has_userspace_cache()) continue;
     const uint64_t offset = *bus & (t->page_size() - 1);

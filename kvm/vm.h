@@ -14,7 +14,7 @@
 #include "base/errno.h"
 #include "kvm/guest_tce_table.h"
 #include "mm/address_space.h"
-#include "mm/thread_annotations.h"
+#include "base/thread_annotations.h"
 #include "vfio/group.h"
 
 namespace nv2pt::kvm {

@@ -407,7 +407,7 @@ TEST_F(KvmTest, SlotRemovalWaitsForTheHypercallUsingIt) {
   attach_16m();
   ClientMemory probe_memory(1 * MiB, PROT_NONE);
   // Held here, the host table's update lock stops the hypercall after its translation and validation.
-  auto updates = g4.table_group.table(1)->lock_updates();
+  UniqueMutexLock updates(g4.table_group.table(1)->update_mutex());
   std::atomic<long> rc{-1};
   std::thread vcpu([&] { rc = vm.h_put_tce(kLiobn, kWindow1, (16 * MiB) | 3); });
   // The call holds the registry's read guard from before its validation until it returns: a registry change
