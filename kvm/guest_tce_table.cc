@@ -10,7 +10,10 @@ namespace nv2pt::kvm {
 Result<std::unique_ptr<GuestTceTable>> GuestTceTable::create(mm::AddressSpace& mm, const CreateSpaprTce64& args) {
   if (args.flags) return fail(kEINVAL);
   if (args.size == 0 || args.page_shift < 12 || args.page_shift > 34) return fail(kEINVAL);
-  if (args.offset > (~0ull >> args.page_shift) - args.size) return fail(kEINVAL);
+  // offset + size must not pass 2^64-1 >> page_shift, compared without wrapping: a size past the limit alone made
+  // the subtraction wrap, and entries * 8 then wrapped to a table of no pages.
+  const uint64_t limit = ~0ull >> args.page_shift;
+  if (args.size > limit || args.offset > limit - args.size) return fail(kEINVAL);
   const uint64_t charge = stt_charged_pages(args.size);
   NV2PT_TRY(mm.locked_memory().charge(charge));
   std::unique_ptr<GuestTceTable> t(new (std::nothrow) GuestTceTable(mm, args, charge));

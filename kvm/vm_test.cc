@@ -83,6 +83,13 @@ TEST_F(KvmTest, Scenario70_CreateTceTableChecks) {
   as.locked_memory().set_policy(mm::MemlockPolicy::fixed(64 * GiB, false));
 }
 
+TEST_F(KvmTest, CreateTceTableWhoseSizeAlonePassesTheLimitIsEINVAL) {
+  EXPECT_EQ(vm.create_tce_table({kLiobn, 12, 0, 0, 1ull << 61}).error(), kEINVAL);  // 2^61 * 8 wraps to 0
+  EXPECT_EQ(vm.create_tce_table({kLiobn, 16, 0, 0, (~0ull >> 16) + 1}).error(), kEINVAL);
+  EXPECT_EQ(vm.create_tce_table({kLiobn, 34, 0, 1, ~0ull >> 34}).error(), kEINVAL);
+  EXPECT_FALSE(vm.tce_table(kLiobn));
+}
+
 TEST_F(KvmTest, Scenario71_SetSpaprTceChecks) {
   ASSERT_TRUE(vm.create_tce_table({kLiobn, 24, 0, kWindow1 >> 24, (1ull << 40) >> 24}));
   EXPECT_EQ(vm.vfio_set_spapr_tce(g4.group, kLiobn).error(), kENOENT);  // group not added
