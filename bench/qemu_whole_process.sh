@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Figure 5: the whole process. Debian's unmodified QEMU 7.2 (TCG) dumping its device tree with all 6 GPUs and 12
-# NVLink2 bridges under `nv2pt run` (one vPHB per IOMMU group, as qemu-7.2-client.md §2.4 shows), against
+# NVLink2 bridges under `nv2pt run` (one vPHB per IOMMU group: docs/qemu-7.2.md#one-vphb-per-group), against
 #   plain: the same QEMU with no devices (the issue's reference);
 #   own:   what QEMU itself spends on this configuration, without VFIO: the six vPHBs, the guest RAM resident (under
 #          nv2pt REGISTER_MEMORY pins it, i.e. touches every page, as the kernel does), and RAM blocks of the sizes
@@ -37,8 +37,8 @@ mkdir -p "$WORK"
 export NV2PT_RUNTIME_DIR="$WORK/run"  # our own group locks: another nv2pt run elsewhere cannot make us EBUSY
 
 machine=(-M pseries,accel=tcg -m 256M -nographic -nodefaults)
-# The topology's GPUs, one vPHB each (index from 1), with their bridges and GPU RAM region sizes (the region is
-# the GPU's whole window, kernel-behaviour §2.4.2), as `nv2pt lspci -v` shows them: "index gpu bridge0 bridge1".
+# The topology's GPUs, one vPHB each (index from 1), with their bridges and GPU RAM region sizes (the region is the
+# GPU's whole window: docs/kernel/regions.md#gpu-ram-init), as `nv2pt lspci -v` shows them: "index gpu bridge0 bridge1".
 lspci=$("$NV2PT" lspci -v)
 mapfile -t layout < <(awk '/^[0-9]+ [0-9a-f:.]+ 3D:/ {gpu = $2}
                            /^\tNVLink bridges:/ {gsub(",", ""); print ++i, gpu, $3, $4}' <<<"$lspci")

@@ -41,7 +41,7 @@ TEST(PlanCommand, DefaultIsTheSeedsExample) {
   EXPECT_NE(r.out.find("4656 MiB (4882169856 bytes)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("4556MB"), std::string::npos);
   EXPECT_NE(r.out.find("2^46"), std::string::npos);
-  EXPECT_NE(r.out.find("16384.5 MiB"), std::string::npos) << r.out;  // 2 levels, §5.3
+  EXPECT_NE(r.out.find("16384.5 MiB"), std::string::npos) << r.out;  // 2 levels (docs/kernel/numbers.md)
 }
 
 TEST(PlanCommand, JsonCarriesTheSection53And54Figures) {

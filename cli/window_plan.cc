@@ -91,7 +91,8 @@ Result<Plan> make_plan(const PlanInput& input) {
   kvm.host_page_shift = input.page_shift;
   kvm.subpages = 1ull << (input.guest_page_shift - input.page_shift);
   kvm.guest_entries = plan.window_size >> input.guest_page_shift;
-  kvm.guest_charged_bytes = kvm::stt_charged_pages(kvm.guest_entries) * kHostPageSize;
+  // guest_entries is window_size >> shift: the charge cannot overflow.
+  kvm.guest_charged_bytes = *kvm::stt_charged_pages(kvm.guest_entries) * kHostPageSize;
   kvm.guest_exact_fit_flat_bytes = iommu::exact_fit_flat_bytes(plan.end, input.guest_page_shift);
   kvm.host_tces_per_indirect_call = 512 * kvm.subpages;
   // stt pages are allocated on demand: the distinct 64 KiB pages of guest TCEs the layout writes.

@@ -14,7 +14,7 @@ PlanInput seed_layout() {
   return in;
 }
 
-// §5.1: the seed's example with its 128 GiB GPU window.
+// docs/kernel/numbers.md#flat-table-for-the-nvlink2-example: the seed's example with its 128 GiB GPU window.
 TEST(WindowPlan, Section51_SeedExampleExactFitIs4656MiB) {
   PlanInput in = seed_layout();
   in.ranges[1].size = 128 * GiB;
@@ -27,7 +27,7 @@ TEST(WindowPlan, Section51_SeedExampleExactFitIs4656MiB) {
   EXPECT_EQ(plan->pow2_flat_bytes, 8192 * MiB);
 }
 
-// §5.3 rows for the 2^46 window, 64K pages, and §5.4's on-demand figure.
+// docs/kernel/numbers.md: the table-geometry rows for the 2^46 window, 64K pages, and the on-demand figure.
 TEST(WindowPlan, Section53And54_PerLevels) {
   auto plan = make_plan(seed_layout());
   ASSERT_TRUE(plan);
@@ -52,7 +52,7 @@ TEST(WindowPlan, Section53And54_PerLevels) {
   EXPECT_EQ(plan->leaf_bytes_needed, 4 * MiB);
 }
 
-// §5.3's 4K rows and §5.4's 4K remark.
+// docs/kernel/numbers.md: the 4K rows and the on-demand figure with 4K pages.
 TEST(WindowPlan, Section53_4KPages) {
   PlanInput in = seed_layout();
   in.page_shift = 12;
@@ -66,7 +66,7 @@ TEST(WindowPlan, Section53_4KPages) {
   EXPECT_EQ(plan->leaf_bytes_needed, 64 * MiB);
 }
 
-// §5.5: a 16 MiB guest page over 64K host TCEs.
+// docs/kernel/numbers.md#kvm: a 16 MiB guest page over 64K host TCEs.
 TEST(WindowPlan, Section55_KvmSixteenMegGuestPages) {
   auto plan = make_plan(seed_layout());
   ASSERT_TRUE(plan);

@@ -53,7 +53,8 @@ struct Seq : InputWriter {
   }
 };
 
-// §2.3 steps 1-13: group, container, v2, guest RAM registration, DDW info, default window removed.
+// QEMU 7.2's realize of a group's first device, up to the device fd (docs/qemu-7.2.md#host-interaction-sequence):
+// group, container, v2, guest RAM registration, DDW info, default window removed.
 void setup(Seq& s) {
   s.op(kOpenGroup).u8(kGroup4);
   s.op(kOpenContainer);

@@ -1,8 +1,9 @@
-// libFuzzer target: one input is a sequence of VFIO calls (uapi_sequence.h) against a fresh vfio::Host over the
-// default machine: container and group fds opened, attached and closed in any order, every container ioctl, device
-// fds with their ioctls, pread/pwrite and mmap, all with random argsz and fields. After every call the §4
-// invariants must hold over the address space and the live containers; once everything is closed nothing may stay
-// locked, pinned or registered (but device memory kept by §6 Q24). Any violation aborts with the report.
+// libFuzzer target: one input is a sequence of VFIO calls (uapi_sequence.h) against a fresh vfio::Host over the default
+// machine: container and group fds opened, attached and closed in any order, every container ioctl, device fds with
+// their ioctls, pread/pwrite and mmap, all with random argsz and fields. After every call the invariants of
+// docs/kernel/invariants.md must hold over the address space and the live containers; once everything is closed nothing
+// may stay locked, pinned or registered (but device memory kept by a GPU-RAM release with live TCEs, as
+// vfio_pci_nvgpu_release keeps it). Any violation aborts with the report.
 //
 // Memory the model pins or dereferences is always the fuzzer's own: vaddrs come from a pool of buffers, the
 // client's own mappings of device regions, a PROT_NONE hole, or the kernel half of the address space; raw values

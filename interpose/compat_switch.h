@@ -1,4 +1,4 @@
-// The QEMU 7.2 region-info use-after-free switch (client doc §2.2, brief "Decisions").
+// The QEMU 7.2 region-info use-after-free switch (docs/qemu-7.2.md#region-info-use-after-free).
 //
 // QEMU 7.2's NVLink2 quirks register the QOM properties nvlink2-tgt and nvlink2-link-speed as pointers into the
 // vfio_region_info buffer of VFIO_DEVICE_GET_REGION_INFO, then g_free() that buffer; at machine reset the GPU's

@@ -1,5 +1,6 @@
-// The libc entry points the preload library exports (client doc §2.1: the set QEMU 7.2 needs, including the
-// _FORTIFY_SOURCE variants that Debian's build calls instead of the plain functions), plus munmap and free.
+// The libc entry points the preload library exports (docs/qemu-7.2.md#libc-entry-points: the set QEMU 7.2 needs,
+// including the _FORTIFY_SOURCE variants that Debian's build calls instead of the plain functions), plus munmap and
+// free.
 //
 // Each wrapper: (1) decides in a few instructions whether the call can concern an emulated object (an fd in the
 // table, or a path under one of the emulated prefixes); if not, it calls the real function; (2) otherwise hands it

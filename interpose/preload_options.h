@@ -22,7 +22,8 @@
 
 namespace nv2pt::interpose {
 
-// The one switch there is: QEMU 7.2 keeps pointers into the NVLink2 region-info buffers it frees (client doc §2.2).
+// The one switch there is: QEMU 7.2 keeps pointers into the NVLink2 region-info buffers it frees
+// (docs/qemu-7.2.md#region-info-use-after-free).
 inline constexpr std::string_view kQemu72RegionInfoUaf = "qemu72-nvlink2-region-info-uaf";
 
 enum class SwitchSetting { kAuto, kOn, kOff };

@@ -77,7 +77,8 @@ std::optional<Node> lookup_pci(vfio::Host& host, const std::string& path) {
     if (driver.empty()) return std::nullopt;
     return symlink(path, "../../../bus/pci/drivers/" + driver, "/sys/bus/pci/drivers/" + driver);
   }
-  // The 2019-era kernel printed devspec without a newline, and QEMU 7.2 does not strip one (client doc §2.5.8).
+  // The 2019-era kernel printed devspec without a newline, and QEMU 7.2 does not strip one
+  // (docs/qemu-7.2.md#devspec-newline).
   if (attr == "devspec") return file(path, host.devspec(*address));
   if (attr == "vendor") return file(path, hex4(f->vendor_id));
   if (attr == "device") return file(path, hex4(f->device_id));

@@ -1,6 +1,6 @@
 // A partitionable endpoint: the unit a PHB translates DMA for. A PHB4 PE (a GPU) has two translation validation
 // entries (TVEs), one per DMA window; an NPU2 PE (the NVLink bridges of one GPU) has a single TVE, so programming
-// one window removes the other (kernel-behaviour §2.2).
+// one window removes the other (pnv_npu_set_window; docs/kernel/table-groups.md#npu-pe-has-one-tve).
 #pragma once
 
 #include <array>
@@ -28,7 +28,8 @@ class Pe {
   unsigned tve_count() const { return kind_ == Kind::kNpu2 ? 1 : kMaxWindows; }
 
   // Programs window `num` with `table` (OPAL set_window). EIO if the firmware call fails (an injected failure:
-  // the kernel returned OPAL's code unchanged, Q23; the model maps it to EIO).
+  // pnv_pci_ioda2_set_window returned OPAL's code unchanged; the model maps it to EIO,
+  // docs/kernel/table-groups.md#set-window).
   Result<void> set_window(unsigned num, TceTable* table);
   void unset_window(unsigned num);
   // The table programmed in window `num`, nullptr if none.

@@ -22,16 +22,17 @@ struct TableGeometry {
   uint64_t window_size = 0;    // bytes of bus space, a power of two
   unsigned levels = 0;         // 1..5
   unsigned entries_shift = 0;  // log2(window / IOMMU page)
-  unsigned table_shift = 0;    // log2 of the whole table in bytes, at least 16 (so tiny windows are widened: Q22)
+  unsigned table_shift = 0;    // log2 of the whole table in bytes, at least 16 (so tiny windows are widened)
   unsigned block_shift = 0;    // log2 of one level block in bytes, at least 16
   unsigned level_bits = 0;     // index bits one level resolves = block_shift - 3
 
-  // Number of entries the table holds (table bytes / 8); may exceed the window's pages (Q22).
+  // Number of entries the table holds (table bytes / 8); may exceed the window's pages
+  // (docs/kernel/tce-tables.md#small-windows).
   uint64_t size() const { return (1ull << table_shift) >> 3; }
   uint64_t level_size() const { return 1ull << level_bits; }
   uint64_t block_bytes() const { return 1ull << block_shift; }
   uint64_t table_bytes() const { return 1ull << table_shift; }
-  // Bus space the table really covers (larger than window_size when Q22 widened it).
+  // Bus space the table really covers (larger than window_size for a widened small window).
   uint64_t effective_window() const { return size() << page_shift; }
   // Entries that one leaf block covers, and the bus bytes behind it.
   uint64_t entries_per_leaf() const { return levels == 1 ? size() : level_size(); }

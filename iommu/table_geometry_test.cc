@@ -7,7 +7,7 @@ namespace {
 
 constexpr uint64_t KiB = 1ull << 10, MiB = 1ull << 20, GiB = 1ull << 30;
 
-// kernel-behaviour §5.3, row by row.
+// docs/kernel/numbers.md#table-geometry-and-charge, row by row.
 TEST(TableGeometry, Section53_DefaultWindow2GiB4KOneLevel) {
   auto g = compute_geometry(12, 2 * GiB, 1);
   ASSERT_TRUE(g);
@@ -48,7 +48,7 @@ TEST(TableGeometry, Section53_55BitRule) {
   EXPECT_EQ(compute_geometry(16, 1ull << 46, 3).error(), kEINVAL);  // 13*3+16 = 55
   EXPECT_EQ(compute_geometry(16, 1ull << 46, 4).error(), kEINVAL);  // 68
   EXPECT_EQ(compute_geometry(16, 1ull << 46, 5).error(), kEINVAL);  // 81
-  // The 3-level accounting value the kernel charges before it fails (Q4): 8193.0625 MiB x 2.
+  // The 3-level accounting value the kernel charges before it fails (and keeps): 8193.0625 MiB x 2.
   EXPECT_EQ(accounting_bytes(16, 1ull << 46, 3), 2 * (8192 * MiB + 1 * MiB + 64 * KiB));
 }
 
@@ -81,7 +81,8 @@ TEST(TableGeometry, RejectsBadArguments) {
   EXPECT_EQ(accounting_bytes(16, 1ull << 46, 0), 0u);
 }
 
-// Q22: a window needing less than one 64 KiB table page is widened; the real size is reported.
+// docs/kernel/tce-tables.md#small-windows: a window needing less than one 64 KiB table page is widened; the real size
+// is reported.
 TEST(TableGeometry, Q22SmallWindowIsWidened) {
   auto g = compute_geometry(16, 256 * MiB, 1);
   ASSERT_TRUE(g);
@@ -89,7 +90,7 @@ TEST(TableGeometry, Q22SmallWindowIsWidened) {
   EXPECT_EQ(g->effective_window(), 512 * MiB);
 }
 
-// §5.1: the seed's 4556 MB is a slip of 4656 MiB.
+// docs/kernel/numbers.md#flat-table-for-the-nvlink2-example: the seed's 4556 MB is a slip of 4656 MiB.
 TEST(TableGeometry, Section51_ExactFitFlatTable) {
   const uint64_t end = 0x244000000000ull + 0x2000000000ull;
   EXPECT_EQ(exact_fit_flat_bytes(end, 16), 4882169856u);

@@ -25,7 +25,7 @@ TEST(TableGroup, WindowsStartAtTce32StartAnd2To59) {
   EXPECT_TRUE((*w1)->has_userspace_cache());
 }
 
-// §7 scenario 69: the NPU PE holds only the window programmed last; GPU PEs hold both.
+// The NPU PE holds only the window programmed last; GPU PEs hold both (docs/kernel/table-groups.md#npu-pe-has-one-tve).
 TEST(TableGroup, Scenario69_NpuPeHoldsOnlyTheLastWindow) {
   Pe gpu("gpu", Pe::Kind::kPhb4), npu("npu", Pe::Kind::kNpu2);
   TableGroup group("compound", TableGroup::Ops::kNpuCompound, {}, {&gpu, &npu});
@@ -46,7 +46,7 @@ TEST(TableGroup, SetWindowRollsBackMembersAlreadyProgrammed) {
   TableGroup group("compound", TableGroup::Ops::kNpuCompound, {}, {&a, &b, &c});
   auto w = group.create_table(1, 16, 1ull << 40, 2, 16ull << 20);
   c.fail_next_set_window();
-  EXPECT_EQ(group.set_window(1, w->get()).error(), kEIO);  // Q23: firmware errors become EIO
+  EXPECT_EQ(group.set_window(1, w->get()).error(), kEIO);  // firmware errors become EIO, not OPAL's code
   EXPECT_EQ(a.window(1), nullptr);
   EXPECT_EQ(b.window(1), nullptr);
   EXPECT_EQ(c.window(1), nullptr);

@@ -57,7 +57,7 @@ class TceTable {
   unsigned page_shift() const { return geometry_.page_shift; }
   uint64_t page_size() const { return 1ull << geometry_.page_shift; }
   uint64_t bus_start() const { return bus_start_; }
-  // End of the bus space the table covers (after Q22 widening).
+  // End of the bus space the table covers (a small window is widened: docs/kernel/tce-tables.md#small-windows).
   uint64_t bus_end() const { return bus_start_ + geometry_.effective_window(); }
   uint64_t size() const { return geometry_.size(); }  // entries
   bool has_userspace_cache() const { return options_.userspace_cache; }

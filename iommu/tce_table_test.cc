@@ -20,7 +20,7 @@ std::unique_ptr<TceTable> make(unsigned page_shift, uint64_t window, unsigned le
 
 TEST(TceTable, OnlyTopBlocksExistAfterCreation) {
   auto t = make(16, 1ull << 46, 2);
-  EXPECT_EQ(t->allocated_bytes(), 512 * KiB);  // §5.3: 256 KiB top block x (table + cache)
+  EXPECT_EQ(t->allocated_bytes(), 512 * KiB);  // 256 KiB top block x (table + cache): docs/kernel/numbers.md
   EXPECT_EQ(t->allocated_blocks(), 2u);
   EXPECT_EQ(t->get(12345), 0u);
   EXPECT_EQ(t->allocated_bytes(), 512 * KiB);  // a read allocates nothing
@@ -50,7 +50,8 @@ TEST(TceTable, EntriesAreBigEndianInMemory) {
   EXPECT_EQ(bytes[5], 0x01);  // 0x10000
 }
 
-// §7 scenario 56: a write-only mapping is stored R|W, and reads back as bidirectional.
+// A write-only mapping is stored R|W, and reads back as bidirectional
+// (docs/kernel/tce-tables.md#tce-format).
 TEST(TceTable, Scenario56_WriteImpliesRead) {
   auto t = make(16, 1ull << 30, 1, false);
   auto first = t->exchange(3, 0x30000, DmaDirection::kFromDevice);
@@ -112,7 +113,8 @@ TEST(TceTable, ThreeLevelWalk) {
   EXPECT_EQ((*t)->allocated_blocks(), 1u + 2u + 2u);
 }
 
-// §7 scenario 80: threads writing entries under the same missing level end with one block, no leak.
+// Threads writing entries under the same missing level end with one block, no leak
+// (pnv_tce's cmpxchg: docs/kernel/tce-tables.md#on-demand-levels).
 TEST(TceTable, Scenario80_ConcurrentLevelAllocationHasOneWinner) {
   for (int round = 0; round < 50; ++round) {
     auto t = make(16, 1ull << 46, 2, false);
@@ -129,7 +131,8 @@ TEST(TceTable, Scenario80_ConcurrentLevelAllocationHasOneWinner) {
   }
 }
 
-// §5.4: mapping 16 GiB at 0 and 16 GiB at 0x244000000000 touches 16 leaf blocks: 4.25 MiB per tree.
+// docs/kernel/numbers.md#on-demand-levels: mapping 16 GiB at 0 and 16 GiB at 0x244000000000 touches 16 leaf blocks:
+// 4.25 MiB per tree.
 TEST(TceTable, Section54_OnDemandMemoryForTheSeedLayout) {
   auto t = make(16, 1ull << 46, 2);
   for (uint64_t base : {0ull, 0x244000000000ull}) {

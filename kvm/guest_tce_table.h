@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -41,28 +42,33 @@ class GuestTceTable {
 
   // Entry index relative to offset(). get(): 0 for a page never written.
   uint64_t get(uint64_t index) const;
-  // Stores a raw guest TCE, allocating its page (published with CAS: two vCPUs racing get one page). ENOMEM.
+  // Stores a raw guest TCE, allocating its page (published with CAS: two vCPUs racing get one page); a zero TCE
+  // into a missing page allocates nothing. ENOMEM.
   Result<void> set(uint64_t index, uint64_t tce);
 
-  // Hardware tables attached through KVM_DEV_VFIO_GROUP_SET_SPAPR_TCE, each with a reference count.
+  // Hardware tables attached through KVM_DEV_VFIO_GROUP_SET_SPAPR_TCE, each with the references the groups took
+  // on it: groups sharing a container share its tables, and each keeps its own (kvm_spapr_tce_attach_iommu_group).
   struct Attached {
     std::shared_ptr<iommu::TceTable> table;  // kept alive while attached, also after its window is removed
-    int group_id;
-    int refs;
+    std::map<int, int> group_refs;           // group id -> references that group took
+    int refs() const;
   };
   std::vector<Attached> attached() const;
   void attach(std::shared_ptr<iommu::TceTable> table, int group_id);
+  // KVM_DEV_VFIO_GROUP_DEL (kvm_spapr_tce_release_iommu_group): drops the group's references; a table stays
+  // attached while another group holds one.
   void detach_group(int group_id);
 
  private:
   static constexpr uint64_t kEntriesPerPage = 65536 / 8;
-  GuestTceTable(mm::AddressSpace& mm, const CreateSpaprTce64& args, uint64_t charged_pages);
+  GuestTceTable(mm::AddressSpace& mm, const CreateSpaprTce64& args, uint64_t tce_pages, uint64_t charged_pages);
 
   mm::AddressSpace& mm_;
   const uint64_t liobn_;
   const unsigned page_shift_;
   const uint64_t offset_;
   const uint64_t size_;
+  const uint64_t tce_pages_;  // length of pages_
   const uint64_t charged_pages_;
   std::unique_ptr<std::atomic<uint64_t*>[]> pages_;
   std::atomic<uint64_t> allocated_pages_{0};

@@ -5,6 +5,7 @@
 
 #include "base/checked.h"
 #include "base/host_page.h"
+#include "iommu/registered_tce.h"
 #include "iommu/tce.h"
 #include "mm/client_memory.h"
 #include "vfio/container.h"
@@ -23,10 +24,15 @@ uint64_t tce_gpa(uint64_t tce) { return tce & ~iommu::kTcePermMask; }
 Vm::~Vm() {
   std::lock_guard lock(mutex_);
   tables_.clear();
+  // kvm_vfio_destroy: the groups still added are let go.
+  for (vfio::Group* group : groups_) {
+    group->set_kvm(std::nullopt);
+    group->put_external_user();
+  }
 }
 
 Result<void> Vm::set_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, uint64_t ua) {
-  std::lock_guard lock(slots_mutex_);
+  const mm::WriteLock lock(slots_mutex_);
   if (size == 0) {
     slots_.erase(slot);
     return {};
@@ -42,7 +48,11 @@ Result<void> Vm::set_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, u
 }
 
 std::optional<uint64_t> Vm::gpa_to_ua(uint64_t gpa) const {
-  std::lock_guard lock(slots_mutex_);
+  const mm::ReadLock lock(slots_mutex_);
+  return translate(gpa);
+}
+
+std::optional<uint64_t> Vm::translate(uint64_t gpa) const {
   for (const auto& [id, s] : slots_) {
     if (gpa >= s.gpa && gpa - s.gpa < s.size) return s.ua + (gpa - s.gpa);
   }
@@ -72,7 +82,12 @@ GuestTceTable* Vm::tce_table(uint64_t liobn) const {
 
 Result<void> Vm::vfio_group_add(vfio::Group& group) {
   std::lock_guard lock(mutex_);
-  if (std::find(groups_.begin(), groups_.end(), &group) != groups_.end()) return fail(kEEXIST);
+  // kvm_vfio_set_group holds the group first (EINVAL without a container), then looks for it.
+  NV2PT_TRY(group.get_external_user());
+  if (std::find(groups_.begin(), groups_.end(), &group) != groups_.end()) {
+    group.put_external_user();
+    return fail(kEEXIST);
+  }
   groups_.push_back(&group);
   group.set_kvm(lpid_);
   return {};
@@ -85,6 +100,7 @@ Result<void> Vm::vfio_group_del(vfio::Group& group) {
   groups_.erase(it);
   group.set_kvm(std::nullopt);
   for (auto& [liobn, t] : tables_) t->detach_group(group.id());
+  group.put_external_user();
   return {};
 }
 
@@ -126,11 +142,10 @@ long Vm::check_ioba(const GuestTceTable& stt, uint64_t ioba, uint64_t npages) co
   return kHSuccess;
 }
 
-long Vm::validate(const GuestTceTable& stt, uint64_t tce, const mm::Registry::ReadGuard& guard) const {
+long Vm::validate(const GuestTceTable& stt, uint64_t tce, std::optional<uint64_t> ua,
+                  const mm::Registry::ReadGuard& guard) const {
   if (iommu::tce_direction(tce) == DmaDirection::kNone) return kHSuccess;  // clearing or poisoning: always fine
-  const uint64_t gpa = tce_gpa(tce);
-  if (gpa & ((1ull << stt.page_shift()) - 1)) return kHTooHard;
-  auto ua = gpa_to_ua(gpa);
+  if (tce_gpa(tce) & ((1ull << stt.page_shift()) - 1)) return kHTooHard;
   if (!ua) return kHTooHard;
   for (const GuestTceTable::Attached& a : stt.attached()) {
     mm::RegisteredRegion* region = guard.lookup(*ua, a.table->page_size());
@@ -154,11 +169,9 @@ long Vm::map_host_entry(iommu::TceTable& table, uint64_t index, uint64_t ua, Dma
     return kHTooHard;
   }
   const uint64_t old_ua = iommu::from_be(cache.entries->exchange(iommu::to_be(ua)));
-  if (old->direction != DmaDirection::kNone && old_ua) {
-    if (mm::RegisteredRegion* prev = guard.lookup(old_ua, table.page_size())) {
-      if (iommu::device_may_write(old->direction)) prev->mark_dirty(old_ua);
-      prev->mapped_dec();
-    }
+  // The kernel ignores a failed lookup of the old entry's region here too (kvmppc_tce_iommu_do_map).
+  if (old->direction != DmaDirection::kNone) {
+    (void)iommu::put_registered_tce(guard, table.page_size(), old->direction, old_ua);
   }
   return kHSuccess;
 }
@@ -169,14 +182,10 @@ long Vm::unmap_host_entry(iommu::TceTable& table, uint64_t index, const mm::Regi
   iommu::TceTable::Leaf cache = table.cache_leaf(index, false);
   if (!cache.entries) return kHSuccess;
   const uint64_t ua = iommu::from_be(cache.entries->exchange(0));
-  mm::RegisteredRegion* region = ua ? guard.lookup(ua, table.page_size()) : nullptr;
-  if (!region) return kHTooHard;
-  if (iommu::device_may_write(old->direction)) region->mark_dirty(ua);
-  region->mapped_dec();
-  return kHSuccess;
+  return iommu::put_registered_tce(guard, table.page_size(), old->direction, ua) ? kHSuccess : kHTooHard;
 }
 
-long Vm::mirror(const GuestTceTable& stt, iommu::TceTable& table, uint64_t entry, uint64_t tce,
+long Vm::mirror(const GuestTceTable& stt, iommu::TceTable& table, uint64_t entry, uint64_t tce, uint64_t ua,
                 const mm::Registry::ReadGuard& guard) {
   const unsigned shift = stt.page_shift() - table.page_shift();
   const uint64_t subpages = 1ull << shift;
@@ -192,7 +201,6 @@ long Vm::mirror(const GuestTceTable& stt, iommu::TceTable& table, uint64_t entry
     }
     return kHSuccess;
   }
-  const uint64_t ua = *gpa_to_ua(tce_gpa(tce));
   for (uint64_t i = 0; i < subpages; ++i) {
     if (long rc = map_host_entry(table, first + i, ua + (i << table.page_shift()), dir, guard); rc != kHSuccess) {
       for (uint64_t j = 0; j < subpages; ++j) (void)unmap_host_entry(table, first + j, guard);
@@ -206,11 +214,15 @@ long Vm::h_put_tce(uint64_t liobn, uint64_t ioba, uint64_t tce) {
   GuestTceTable* stt = tce_table(liobn);
   if (!stt) return kHTooHard;
   if (long rc = check_ioba(*stt, ioba, 1); rc != kHSuccess) return rc;
+  // Translated once and used under the slots' lock: a slot removed meanwhile waits for this call.
+  const mm::ReadLock slots(slots_mutex_);
+  const std::optional<uint64_t> ua =
+      iommu::tce_direction(tce) == DmaDirection::kNone ? std::nullopt : translate(tce_gpa(tce));
   const auto guard = mm_.registry().read();
-  if (long rc = validate(*stt, tce, guard); rc != kHSuccess) return rc;
+  if (long rc = validate(*stt, tce, ua, guard); rc != kHSuccess) return rc;
   const uint64_t entry = (ioba >> stt->page_shift()) - stt->offset();
   for (const GuestTceTable::Attached& a : stt->attached()) {
-    if (long rc = mirror(*stt, *a.table, entry, tce, guard); rc != kHSuccess) return rc;
+    if (long rc = mirror(*stt, *a.table, entry, tce, ua.value_or(0), guard); rc != kHSuccess) return rc;
   }
   if (!stt->set(entry, tce)) return kHHardware;
   return kHSuccess;
@@ -222,22 +234,34 @@ long Vm::h_put_tce_indirect(uint64_t liobn, uint64_t ioba, uint64_t tce_list_gpa
   if (npages > kMaxIndirect) return kHParameter;
   if (tce_list_gpa & 0xfff) return kHParameter;
   if (long rc = check_ioba(*stt, ioba, npages); rc != kHSuccess) return rc;
-  auto list_ua = gpa_to_ua(tce_list_gpa);
+  // Every translation is made and used under the slots' lock: a slot removed meanwhile waits for this call.
+  const mm::ReadLock slots(slots_mutex_);
+  auto list_ua = translate(tce_list_gpa);
   if (!list_ua) return kHTooHard;
   std::vector<uint64_t> tces(npages);
   // As get_user: the slot may point at memory the client never mapped or cannot read.
   if (!mm::copy_from_client(tces.data(), *list_ua, npages * 8)) return kHTooHard;
-  for (uint64_t& t : tces) t = iommu::from_be(t);
+  std::vector<std::optional<uint64_t>> uas(npages);
+  for (uint64_t i = 0; i < npages; ++i) {
+    tces[i] = iommu::from_be(tces[i]);
+    uas[i] = translate(tce_gpa(tces[i]));
+  }
   const auto guard = mm_.registry().read();
   // Every TCE is validated before any is applied: one bad entry changes nothing.
-  for (uint64_t t : tces) {
-    if (long rc = validate(*stt, t, guard); rc != kHSuccess) return rc;
+  for (uint64_t i = 0; i < npages; ++i) {
+    if (long rc = validate(*stt, tces[i], uas[i], guard); rc != kHSuccess) return rc;
+  }
+  // kvmppc_h_put_tce_indirect translates every entry, one without permissions too: in no memory slot is
+  // H_PARAMETER. The kernel has applied the entries before it by then; here none is.
+  for (const std::optional<uint64_t>& ua : uas) {
+    if (!ua) return kHParameter;
   }
   const uint64_t entry = (ioba >> stt->page_shift()) - stt->offset();
   for (uint64_t i = 0; i < npages; ++i) {
-    // An entry without permissions unmaps (the kernel sent it down the map path: Q20).
+    // An entry without permissions unmaps (kvmppc_h_put_tce_indirect sent it down the map path:
+    // docs/kernel/kvm.md#h_put_tce_indirect).
     for (const GuestTceTable::Attached& a : stt->attached()) {
-      if (long rc = mirror(*stt, *a.table, entry + i, tces[i], guard); rc != kHSuccess) return rc;
+      if (long rc = mirror(*stt, *a.table, entry + i, tces[i], *uas[i], guard); rc != kHSuccess) return rc;
     }
     if (!stt->set(entry + i, tces[i])) return kHHardware;
   }
@@ -253,7 +277,7 @@ long Vm::h_stuff_tce(uint64_t liobn, uint64_t ioba, uint64_t tce_value, uint64_t
   const uint64_t entry = (ioba >> stt->page_shift()) - stt->offset();
   for (const GuestTceTable::Attached& a : stt->attached()) {
     for (uint64_t i = 0; i < npages; ++i) {
-      if (long rc = mirror(*stt, *a.table, entry + i, 0, guard); rc == kHTooHard) return rc;
+      if (long rc = mirror(*stt, *a.table, entry + i, 0, 0, guard); rc == kHTooHard) return rc;
     }
   }
   for (uint64_t i = 0; i < npages; ++i) {

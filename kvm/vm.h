@@ -14,6 +14,7 @@
 #include "base/errno.h"
 #include "kvm/guest_tce_table.h"
 #include "mm/address_space.h"
+#include "mm/thread_annotations.h"
 #include "vfio/group.h"
 
 namespace nv2pt::kvm {
@@ -32,7 +33,8 @@ class Vm {
   mm::AddressSpace& address_space() const { return mm_; }
   uint32_t lpid() const { return lpid_; }
 
-  // KVM_SET_USER_MEMORY_REGION (size 0 deletes the slot). EINVAL for misaligned or overlapping slots.
+  // KVM_SET_USER_MEMORY_REGION (size 0 deletes the slot). EINVAL for misaligned or overlapping slots. Waits for
+  // the hypercalls in flight, as the kernel's synchronize_srcu does: none sees a slot change half-way.
   Result<void> set_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, uint64_t ua);
   std::optional<uint64_t> gpa_to_ua(uint64_t gpa) const;
 
@@ -42,13 +44,14 @@ class Vm {
   void release_tce_table(uint64_t liobn);
   GuestTceTable* tce_table(uint64_t liobn) const;
 
-  // KVM_DEV_VFIO_GROUP_ADD / DEL. DEL drops every guest-table link of the group.
+  // KVM_DEV_VFIO_GROUP_ADD / DEL. ADD holds the group in its container (EINVAL without one, EEXIST if added
+  // already); DEL drops the group's guest-table links and its hold. The VM's end lets go of the groups left.
   Result<void> vfio_group_add(vfio::Group& group);
   Result<void> vfio_group_del(vfio::Group& group);
   bool has_group(const vfio::Group& group) const;
   // KVM_DEV_VFIO_GROUP_SET_SPAPR_TCE: ENOENT if the group was not added; EFAULT without table-group data; EINVAL
   // if no hardware table of the group has host page <= guest page, the same bus start and at least the guest
-  // window's size (§2.10.2).
+  // window's size (kvm_spapr_tce_attach_iommu_group; docs/kernel/kvm.md#set-spapr-tce).
   Result<void> vfio_set_spapr_tce(vfio::Group& group, uint64_t liobn);
 
   // The hypercalls (virtual mode). `tce_list_gpa` is the guest physical address of a 4 KiB list of big-endian TCEs.
@@ -63,11 +66,17 @@ class Vm {
   };
   // The checks common to every hcall on an ioba range: entry index or H_PARAMETER.
   long check_ioba(const GuestTceTable& stt, uint64_t ioba, uint64_t npages) const;
-  // Validates one guest TCE against every attached table before anything changes: H_SUCCESS or the error.
-  long validate(const GuestTceTable& stt, uint64_t tce, const mm::Registry::ReadGuard& guard) const;
-  // Writes (or clears) the host TCEs behind guest entry `entry` in one hardware table; on failure clears all of
-  // them again through the unmap path (so no count or cache entry is left behind: Q27 fixed).
-  long mirror(const GuestTceTable& stt, iommu::TceTable& table, uint64_t entry, uint64_t tce,
+  // gpa -> user address through the memory slots; the caller holds slots_mutex_ (shared or not).
+  std::optional<uint64_t> translate(uint64_t gpa) const NV2PT_REQUIRES_SHARED(slots_mutex_);
+  // Validates one guest TCE against every attached table before anything changes: H_SUCCESS or the error. `ua` is
+  // the translation of the TCE's address (nullopt: in no memory slot).
+  long validate(const GuestTceTable& stt, uint64_t tce, std::optional<uint64_t> ua,
+                const mm::Registry::ReadGuard& guard) const;
+  // Writes (or clears) the host TCEs behind guest entry `entry` in one hardware table, the user address `ua`
+  // behind a TCE with permissions; on failure clears all of them again through the unmap path, so no count or
+  // cache entry is left behind (the kernel's kvmppc_clear_tce cleared only the hardware TCEs:
+  // docs/kernel/kvm.md#h_put_tce).
+  long mirror(const GuestTceTable& stt, iommu::TceTable& table, uint64_t entry, uint64_t tce, uint64_t ua,
               const mm::Registry::ReadGuard& guard);
   long map_host_entry(iommu::TceTable& table, uint64_t index, uint64_t ua, iommu::DmaDirection dir,
                       const mm::Registry::ReadGuard& guard);
@@ -76,11 +85,12 @@ class Vm {
   mm::AddressSpace& mm_;
   const uint32_t lpid_;
   mutable std::mutex mutex_;
-  // The memory slots have their own lock, innermost of all: hypercalls translate guest addresses while they hold
-  // the registry's read guard, and group add/del take the group's lock (and through it the container's) under
-  // mutex_, so taking mutex_ there would close a cycle.
-  mutable std::mutex slots_mutex_;
-  std::map<uint32_t, Slot> slots_;
+  // The memory slots have their own lock, the kernel's kvm->srcu: a hypercall that translates guest addresses
+  // holds it shared from its first translation to its last use of the result (taken before the registry's read
+  // guard, never under mutex_), a slot change exclusively. Group add/del take the group's lock (and through it the
+  // container's) under mutex_, so slots are not under mutex_ either.
+  mutable mm::SharedMutex slots_mutex_;
+  std::map<uint32_t, Slot> slots_ NV2PT_GUARDED_BY(slots_mutex_);
   std::map<uint64_t, std::unique_ptr<GuestTceTable>> tables_;
   std::vector<vfio::Group*> groups_;
 };

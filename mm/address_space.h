@@ -44,7 +44,8 @@ class AddressSpace {
     AddressSpace* previous_;
   };
 
-  // Identity for "one container, one mm" (§2.9.3): containers record it and compare later callers' ids.
+  // Identity for "one container, one mm" (tce_iommu_mm_set; docs/kernel/container.md#mm-binding): containers
+  // record it and compare later callers' ids.
   uint64_t id() const { return id_; }
 
   LockedMemory& locked_memory() { return locked_; }

@@ -17,12 +17,12 @@ namespace nv2pt::mm {
 
 class RegisteredRegion {
  public:
-  // Page shift of a regular region (§6 Q16, fixed): the natural alignment of ua | size, lowered to the smallest
-  // backing page shift of any of its pages (`min_backing_shift`, from PagePinner::page_shift). The kernel (v5.2+) let
-  // a normal page after a huge one keep the huge shift.
+  // Page shift of a regular region: the natural alignment of ua | size, lowered to the smallest backing page shift
+  // of any of its pages (`min_backing_shift`, from PagePinner::page_shift). mm_iommu_do_alloc (v5.2+) let a normal
+  // page after a huge one keep the huge shift (docs/kernel/registry.md#page-shift).
   static unsigned regular_page_shift(uint64_t ua, uint64_t entries, unsigned min_backing_shift);
-  // Page shift of a device region (§6 Q21, fixed): the natural alignment of dev_hpa | ua | size. The kernel left out
-  // ua, so a large IOMMU page over a misaligned mmap could produce a misaligned hpa.
+  // Page shift of a device region: the natural alignment of dev_hpa | ua | size. mm_iommu_newdev left out ua, so a
+  // large IOMMU page over a misaligned mmap could produce a misaligned hpa (docs/kernel/registry.md#new-device-region).
   static unsigned device_page_shift(uint64_t ua, uint64_t entries, uint64_t dev_hpa);
 
   // Regular: hpas.size() == entries. Registry-internal; arguments already validated.

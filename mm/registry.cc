@@ -10,7 +10,7 @@ namespace nv2pt::mm {
 
 namespace {
 
-// [ua, end) of a registration: EINVAL if entries is 0 (§6 Q8: the kernel's zero-length allocation gave ENOMEM),
+// [ua, end) of a registration: EINVAL if entries is 0 (mm_iommu_do_alloc's zero-length allocation gave ENOMEM),
 // ua is not 64 KiB aligned, or the range does not fit the address space.
 Result<uint64_t> registration_end(uint64_t ua, uint64_t entries) {
   if (entries == 0 || !is_aligned(ua, kHostPageSize)) return fail(kEINVAL);
@@ -123,7 +123,8 @@ Result<void> Registry::put(const RegionRef& region) {
     }
   }
   // Unlinked: no reader can find it any more (the kernel's RCU grace period). Device memory was never pinned or
-  // charged (§4 invariant 1). Dirty bits would be handed to the page cache here; the model just drops the pins.
+  // charged (docs/kernel/invariants.md#1-device-memory-is-never-pinned). Dirty bits would be handed to the page
+  // cache here; the model just drops the pins.
   if (!region->is_device()) {
     pinner_.unpin(region->ua(), region->entries());
     locked_.uncharge(region->entries());

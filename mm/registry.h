@@ -11,10 +11,10 @@
 // misses. Regions are also held by shared_ptr (RegionRef), so a stale handle is never a dangling pointer: after its
 // put() it reports used 0 and mapped 0 (mapped_inc gives ENXIO).
 //
-// Errors follow kernel v5.2+ (iommu_api.c after the deadlock fix) with the project's quirk decisions:
-//   add_regular: EINVAL bad arguments (incl. entries 0, §6 Q8) -> ENOMEM over RLIMIT_MEMLOCK -> EFAULT pinning failed
-//                (never a positive count, §6 Q26) / ENOMEM out of frames -> EINVAL overlap. On every error nothing is
-//                left pinned or charged.
+// Errors follow kernel v5.2+ (iommu_api.c after the deadlock fix), departing where docs/kernel-differences.md says:
+//   add_regular: EINVAL bad arguments (incl. entries 0, not ENOMEM) -> ENOMEM over RLIMIT_MEMLOCK -> EFAULT
+//                pinning failed (never a positive count) / ENOMEM out of frames -> EINVAL overlap. On every error
+//                nothing is left pinned or charged (docs/kernel/registry.md#new-regular-region).
 //   add_device:  EINVAL bad arguments or overlap. No pinning, no charge.
 //   get:         ENOENT unless a region has exactly this ua and entries.
 //   put:         ENOENT already released; EBUSY the last reference with TCEs still mapping the region.

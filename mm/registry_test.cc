@@ -1,5 +1,5 @@
-// Pre-registration scenarios of kernel-behaviour.md §7 (25-38, 79) at the mm layer, plus the quirk decisions
-// Q8, Q16, Q21, Q26 and the put/mapped rules of §2.6.4.
+// Pre-registration at the mm layer (docs/kernel/registry.md): new, get, put and the mapped counts, and where the
+// model departs from mm_iommu_do_alloc and mm_iommu_newdev (docs/kernel-differences.md).
 #include "mm/registry.h"
 
 #include <atomic>
@@ -332,7 +332,7 @@ TEST_F(RegistryTest, HpasOfTheRegionAreThePinnersAndReachTheClient) {
   EXPECT_EQ(*reinterpret_cast<uint32_t*>(m.bytes() + 2 * k64K + 40), value);
 }
 
-// §7 79: UNREGISTER racing MAP. Either the map wins (put gives EBUSY) or the unregister wins (the map finds nothing
+// UNREGISTER racing MAP. Either the map wins (put gives EBUSY) or the unregister wins (the map finds nothing
 // or gets ENXIO). Never a counted mapping on a released region.
 TEST_F(RegistryTest, S79_UnregisterRacingMapNeverLeavesAMappingOnAFreedRegion) {
   TestMapping m(4 * k64K);

@@ -54,7 +54,8 @@ class Hardware {
     uint64_t lpid = 0;  // MAP_LPAR
     uint64_t msr = 0;   // INIT_CONTEXT
   };
-  // Map LPAR: MAP_LPAR(lpid) then INIT_CONTEXT(msr) (kernel-behaviour §2.2). ENODEV for a GPU without NPU links.
+  // Map LPAR: MAP_LPAR(lpid) then INIT_CONTEXT(msr) (pnv_npu2_map_lpar_dev; docs/kernel/kvm.md#lpar-mapping).
+  // ENODEV for a GPU without NPU links.
   Result<void> npu_map_lpar(const PciAddress& gpu, uint64_t lpid, uint64_t msr);
   // Unmap LPAR: DESTROY_CONTEXT then MAP_LPAR(0).
   Result<void> npu_unmap_lpar(const PciAddress& gpu);

@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Fetches the real ppc64le guest that e2e.guest_boot boots under QEMU: Debian bookworm's ppc64el kernel (an ELF that
-# QEMU takes as -kernel) and a static busybox (the guest's whole userland), from Debian's registry, as
-# ../shared/reference/guest-ppc64le.md describes. Idempotent.
+# QEMU takes as -kernel) and a static busybox (the guest's whole userland), from Debian's registry. Idempotent.
 #
 # usage: scripts/fetch-guest.sh [DIR]   (default: $NV2PT_GUEST_DIR, else ~/.cache/nv2pt/guest)
 # Leaves DIR/vmlinux and DIR/busybox. Adds the ppc64el architecture to dpkg (root or sudo) to reach the packages;

@@ -89,7 +89,7 @@ class SequenceRun {
     return device_ioctl(d, VFIO_DEVICE_SET_IRQS, buf);
   }
 
-  // §2.3 steps 14-24 for one device.
+  // Realize steps from VFIO_GROUP_GET_DEVICE_FD on, for one device.
   Result<void> realize(const std::string& name) {
     PciDevice* device = NV2PT_TRY(group_->get_device(as_, name));
     devices_.push_back({device, {}, {}});

@@ -27,7 +27,7 @@ Result<void> Group::open() {
 void Group::release() {
   std::lock_guard lock(mutex_);
   // Closing the group fd dissolves its container binding once no device fd needs it.
-  if (device_fds_ == 0) unset_container_locked();
+  if (device_fds_ == 0 && external_users_ == 0) unset_container_locked();
   open_ = false;
 }
 
@@ -66,7 +66,7 @@ Result<void> Group::set_container(const std::shared_ptr<Container>& container) {
 Result<void> Group::unset_container() {
   std::lock_guard lock(mutex_);
   if (!container_) return fail(kEINVAL);
-  if (device_fds_ > 0) return fail(kEBUSY);
+  if (device_fds_ > 0 || external_users_ > 0) return fail(kEBUSY);
   unset_container_locked();
   return {};
 }
@@ -108,7 +108,21 @@ void Group::device_released(PciDevice& device) {
   std::lock_guard lock(mutex_);
   if (device_fds_ > 0) --device_fds_;
   // The group fd may have been closed first: the last device fd then dissolves the binding.
-  if (device_fds_ == 0 && !open_) unset_container_locked();
+  if (device_fds_ == 0 && external_users_ == 0 && !open_) unset_container_locked();
+}
+
+Result<void> Group::get_external_user() {
+  std::lock_guard lock(mutex_);
+  // vfio_group_add_container_user, as for a device fd.
+  if (!container_ || !container_->iommu() || !viable()) return fail(kEINVAL);
+  ++external_users_;
+  return {};
+}
+
+void Group::put_external_user() {
+  std::lock_guard lock(mutex_);
+  if (external_users_ > 0) --external_users_;
+  if (device_fds_ == 0 && external_users_ == 0 && !open_) unset_container_locked();
 }
 
 }  // namespace nv2pt::vfio

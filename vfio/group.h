@@ -50,7 +50,7 @@ class Group {
   Result<void> get_status(vfio_group_status& status) const;
   // VFIO_GROUP_SET_CONTAINER: EINVAL if the group already has a container; the container's attach errors.
   Result<void> set_container(const std::shared_ptr<Container>& container);
-  // VFIO_GROUP_UNSET_CONTAINER: EINVAL without a container, EBUSY while device fds are open.
+  // VFIO_GROUP_UNSET_CONTAINER: EINVAL without a container, EBUSY while device fds are open or KVM holds it.
   Result<void> unset_container();
   std::shared_ptr<Container> container() const;
   // VFIO_GROUP_GET_DEVICE_FD: EINVAL without a container with an IOMMU driver, or when the group is not viable;
@@ -59,9 +59,15 @@ class Group {
   // A device fd of this group was closed.
   void device_released(PciDevice& device);
 
+  // vfio_group_get_external_user / put (KVM's hold on the group): EINVAL without a container with an IOMMU driver
+  // or when not viable. While held, the group stays in its container; the last put after the group fd was closed
+  // dissolves the binding, as the last device fd does.
+  Result<void> get_external_user();
+  void put_external_user();
+
   // KVM_DEV_VFIO_GROUP_ADD / DEL: the guest (its LPID) the group now belongs to. Devices opened while it is set map
   // their GPU to that LPID in the NPU; a KVM added after a device was opened is never forwarded to it (the
-  // kernel's notifier is unregistered right after open, Q18).
+  // kernel's notifier is unregistered right after open: docs/kernel/kvm.md#kvm-set-notifier).
   void set_kvm(std::optional<uint64_t> lpid);
   std::optional<uint64_t> kvm() const;
 
@@ -77,6 +83,7 @@ class Group {
   bool open_ = false;
   std::shared_ptr<Container> container_;
   int device_fds_ = 0;  // container users beyond the group itself
+  int external_users_ = 0;  // and KVM's holds
   std::optional<uint64_t> kvm_lpid_;
 };
 

@@ -1,4 +1,4 @@
-// The invariants of kernel-behaviour §4, checked over one address space and the containers bound to it. Tests run
+// The invariants of docs/kernel/invariants.md, checked over one address space and the containers bound to it. Tests run
 // it after every step; each violation comes back as a sentence naming the object and the rule.
 #pragma once
 

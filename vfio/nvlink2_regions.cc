@@ -53,11 +53,13 @@ class GpuRamRegion final : public ExtraRegion {
   }
 
   Result<void*> mmap(mm::AddressSpace& caller, void* addr, size_t length, int prot, uint64_t pgoff) override {
-    // Once per device-open lifetime, even after a munmap or a failed mmap (Q9, kept: QEMU maps it once).
+    // Once per device-open lifetime, even after a munmap or a failed mmap (vfio_pci_nvgpu_mmap; kept: QEMU maps it
+    // once).
     if (mapped_once_) return fail(kEPERM);
     mapped_once_ = true;
     if (length > size_) return fail(kEINVAL);
-    // The kernel registers dev_hpa = window base whatever the offset, but faults at base + offset (Q10): refused.
+    // The kernel registers dev_hpa = window base whatever the offset, but faults at base + offset
+    // (docs/kernel/regions.md#gpu-ram-mmap): refused.
     if (pgoff != 0) return fail(kEINVAL);
     void* mapping = NV2PT_TRY(ram_.map(addr, 0, length, prot));
     const uint64_t ua = reinterpret_cast<uint64_t>(mapping);
@@ -87,9 +89,9 @@ class GpuRamRegion final : public ExtraRegion {
     (void)hardware_.npu_unmap_lpar(gpu_);
     if (!registration_) return;
     if (auto put = mm_->registry().put(registration_); !put) {
-      // TCEs still map the GPU RAM: the kernel warns and leaks the region (Q24). The model reports it the same way
-      // and keeps the region registered, so those TCEs never point at a freed registration.
-      warn("GPU RAM of " + gpu_.to_string() + " released while TCEs still map it; its registration stays (Q24)");
+      // TCEs still map the GPU RAM: vfio_pci_nvgpu_release warns and leaks the region. The model reports it the same
+      // way and keeps the region registered, so those TCEs never point at a freed registration.
+      warn("GPU RAM of " + gpu_.to_string() + " released while TCEs still map it; its registration stays");
     }
     registration_.reset();
   }
@@ -239,7 +241,7 @@ Result<std::unique_ptr<ExtraRegion>> make_atsd_region(const platform::Machine& m
   auto speed = dt.read_u32(bridge.node, "ibm,nvlink-speed");
   if (!speed) return fail(kEFAULT);
   if (atsd == 0) {
-    warn("no ATSD at all for " + dt.path(bridge.node) + ": no region (the kernel would offer a size-0 one, Q11)");
+    warn("no ATSD at all for " + dt.path(bridge.node) + ": no region (the kernel would offer a size-0 one)");
     return fail(kENODEV);
   }
   return std::unique_ptr<ExtraRegion>(new AtsdRegion(hardware, atsd, *tgt, *speed));

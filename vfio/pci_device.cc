@@ -492,7 +492,7 @@ Result<void*> PciDevice::mmap(mm::AddressSpace& caller, void* addr, size_t lengt
   } else if (index < VFIO_PCI_NUM_REGIONS) {
     return fail(kEINVAL);
   } else {
-    if (index >= VFIO_PCI_NUM_REGIONS + state_->extra.size()) return fail(kEINVAL);  // the April 2021 fix (Q12)
+    if (index >= VFIO_PCI_NUM_REGIONS + state_->extra.size()) return fail(kEINVAL);  // vfio_pci_mmap's April 2021 bound
     ExtraRegion& region = *state_->extra[index - VFIO_PCI_NUM_REGIONS];
     if (!(region.flags() & VFIO_REGION_INFO_FLAG_MMAP)) return fail(kEINVAL);
     mapping = NV2PT_TRY(region.mmap(caller, fixed, length, prot, pos >> 16));

@@ -38,9 +38,10 @@ class PciDevice {
   const platform::PciAddress& address() const { return address_; }
   std::string name() const { return address_.to_string(); }  // what VFIO_GROUP_GET_DEVICE_FD takes
 
-  // VFIO_GROUP_GET_DEVICE_FD's open: the first open enables the device (extra regions per §2.4.2 / §2.5.1: a
-  // non-ENODEV error fails the open). `caller` is the opening process; `kvm_lpid` the guest the group belongs to,
-  // if KVM was added to it before this open (the GPU is then mapped to that LPID in the NPU).
+  // VFIO_GROUP_GET_DEVICE_FD's open: the first open enables the device (extra regions as vfio_pci_enable makes them: a
+  // non-ENODEV error fails the open, docs/kernel/regions.md#enable-order). `caller` is the opening process; `kvm_lpid`
+  // the guest the group belongs to, if KVM was added to it before this open (the GPU is then mapped to that LPID in the
+  // NPU).
   Result<void> open(mm::AddressSpace& caller, std::optional<uint64_t> kvm_lpid = std::nullopt);
   // Device fd closed. The last close disables the device: regions released, IRQs torn down, the GPU RAM devmem
   // registration dropped.

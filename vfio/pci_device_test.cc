@@ -1,4 +1,4 @@
-// kernel-behaviour §7 "Device and regions" scenarios through the vfio-pci device, over the default Witherspoon
+// The vfio-pci device with its GPU-RAM and ATSD regions (docs/kernel/regions.md), over the default Witherspoon
 // topology and the kernel-* test topologies.
 #include "vfio/pci_device.h"
 
@@ -192,7 +192,7 @@ TEST_F(DeviceTest, Scenario05_MissingAtsdEntryFallsBackToEntry0) {
   bridge->munmap(p, 64 * KiB);
 }
 
-TEST_F(DeviceTest, Scenario06_BridgeWithoutAtsdGetsNoRegion) {  // Q11: the kernel offers size 0 (QEMU 7.2 aborts)
+TEST_F(DeviceTest, Scenario06_BridgeWithoutAtsdGetsNoRegion) {  // the kernel offers size 0 (QEMU 7.2 aborts)
   load("kernel-no-atsd.dts");
   attach();
   PciDevice* bridge = must_open("0006:00:00.0");
@@ -217,7 +217,7 @@ TEST_F(DeviceTest, Scenario09_NpuWithoutTgtFailsTheGpuOpen) {
   load("kernel-no-tgt.dts");
   attach();
   EXPECT_EQ(open("0004:04:00.0").error(), kEFAULT);
-  EXPECT_EQ(open("0006:00:00.0").error(), kEFAULT);  // the bridge needs it too (§2.5.1 step 5)
+  EXPECT_EQ(open("0006:00:00.0").error(), kEFAULT);  // the bridge needs it too (vfio_pci_ibm_npu2_init)
 }
 
 TEST_F(DeviceTest, Scenario10_ThreeCellMemoryRegFailsTheOpen) {
@@ -283,14 +283,15 @@ TEST_F(DeviceTest, Scenario14_MmapGpuRamRegistersDeviceMemoryWithoutCharge) {
   munmap(*p, kGpuWindow);
   gpu->munmap(*p, kGpuWindow);
   close_device(gpu);
-  EXPECT_TRUE(as_.registry().empty());  // Scenario 23: released with the device
+  EXPECT_TRUE(as_.registry().empty());  // released with the device
 }
 
 TEST_F(DeviceTest, Scenario15_PrivateOrOversizedMmapIsEINVAL) {
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   EXPECT_EQ(gpu->mmap(as_, nullptr, 64 * KiB, PROT_READ, MAP_PRIVATE, region_offset(9)).error(), kEINVAL);
-  // The first attempt counts as the one mmap of this open (Q9), so the size check is seen on a fresh open.
+  // The first attempt counts as the one mmap of this open (vfio_pci_nvgpu_mmap), so the size check is seen on a fresh
+  // open.
   close_device(gpu);
   gpu = must_open("0004:04:00.0");
   EXPECT_EQ(gpu->mmap(as_, nullptr, kGpuWindow + 64 * KiB, PROT_READ, MAP_SHARED, region_offset(9)).error(),
@@ -336,7 +337,7 @@ TEST_F(DeviceTest, Scenario17_FaultedPageIsTheWindowPage) {
   gpu->munmap(*p, 1 * GiB);
 }
 
-TEST_F(DeviceTest, Scenario18_NonZeroOffsetIsEINVAL) {  // Q10
+TEST_F(DeviceTest, Scenario18_NonZeroOffsetIsEINVAL) {  // docs/kernel/regions.md#gpu-ram-mmap
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   EXPECT_EQ(gpu->mmap(as_, nullptr, 64 * KiB, PROT_READ, MAP_SHARED, region_offset(9) + 64 * KiB).error(), kEINVAL);
@@ -375,7 +376,7 @@ TEST_F(DeviceTest, Scenario21_MmapPastTheExtraRegionsIsEINVAL) {
   EXPECT_EQ(gpu->mmap(as_, nullptr, 64 * KiB, PROT_READ, MAP_SHARED, region_offset(11)).error(), kEINVAL);
 }
 
-TEST_F(DeviceTest, Scenario24_ReleaseWhileTcesMapGpuRamKeepsTheRegistration) {  // Q24: reported, kept
+TEST_F(DeviceTest, Scenario24_ReleaseWhileTcesMapGpuRamKeepsTheRegistration) {  // vfio_pci_nvgpu_release: reported, kept
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   auto p = gpu->mmap(as_, nullptr, 1 * GiB, PROT_READ | PROT_WRITE, MAP_SHARED, region_offset(9));

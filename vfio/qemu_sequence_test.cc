@@ -1,6 +1,7 @@
-// The host-interaction sequence QEMU 7.2 runs for one GPU and its two bridges (qemu-7.2-client.md §2.3: realize,
-// then the first machine reset), driven through the C++ API with the same structs and argsz values, then checked
-// against the invariants. The real QEMU runs the same sequence through the interposer in the end-to-end tests.
+// The host-interaction sequence QEMU 7.2 runs for one GPU and its two bridges
+// (docs/qemu-7.2.md#host-interaction-sequence: realize, then the first machine reset), driven through the C++ API with
+// the same structs and argsz values, then checked against the invariants. The real QEMU runs the same sequence through
+// the interposer in the end-to-end tests.
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -45,7 +46,7 @@ class QemuSequence : public ::testing::Test {
     EXPECT_EQ(ioctl(d, VFIO_DEVICE_SET_IRQS, buf), 0);
   }
 
-  // §2.3 steps 14-24 for one device.
+  // Realize steps from VFIO_GROUP_GET_DEVICE_FD on, for one device.
   RealizedDevice realize(const std::string& name) {
     RealizedDevice r;
     auto d = group->get_device(as, name);

@@ -1,6 +1,6 @@
 // One regression test per CVE the VFIO stack has had, named after it, run through the UAPI entry points (container
-// and device ioctls, pread/pwrite, mmap) over the default machine. The kernel quirks of kernel-behaviour §6 have
-// theirs in the scenario tests (docs/kernel-differences.md lists them).
+// and device ioctls, pread/pwrite, mmap) over the default machine. The kernel oddities the model departs from have
+// theirs in the behaviour tests (docs/kernel-differences.md lists them).
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>

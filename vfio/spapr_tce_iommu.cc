@@ -7,6 +7,7 @@
 #include "base/checked.h"
 #include "base/fault_injection.h"
 #include "base/host_page.h"
+#include "iommu/registered_tce.h"
 
 namespace nv2pt::vfio {
 namespace {
@@ -171,7 +172,7 @@ Result<uint64_t> SpaprTceIommu::create_window_locked(unsigned page_shift, uint64
   NV2PT_TRY(mm_->locked_memory().charge(charge_pages));
   auto table = table_group->create_table(slot, page_shift, window_size, levels, options_.max_alloc_bytes);
   if (!table) {
-    mm_->locked_memory().uncharge(charge_pages);  // the kernel keeps the charge here (Q4); the model gives it back
+    mm_->locked_memory().uncharge(charge_pages);  // tce_iommu_create_window keeps it; the model gives it back
     return fail(table.error());
   }
   for (size_t i = 0; i < groups_.size(); ++i) {
@@ -220,7 +221,7 @@ Result<void> SpaprTceIommu::remove_window(mm::AddressSpace& caller, const vfio_i
     return {};
   }
   unsigned slot = 0;
-  // Any address inside the window names it, as in the kernel (Q14, kept: harmless).
+  // Any address inside the window names it, as in tce_iommu_find_table (kept: harmless).
   if (!find_window_locked(remove.start_addr, &slot)) return fail(kEINVAL);
   for (Group* g : groups_) {
     if (!g->table_group()->ddw_capable()) return fail(kEPERM);
@@ -264,7 +265,7 @@ Result<long> SpaprTceIommu::eeh_pe_op(mm::AddressSpace& caller, const vfio_eeh_p
     NV2PT_TRY(check_mm(caller));
     groups = groups_;
   }
-  // No groups: 0, as in the kernel (Q13, kept).
+  // No groups: 0, as in the kernel (docs/kernel/eeh.md#pe-op; kept).
   long ret = 0;
   for (Group* g : groups) {
     if (op.argsz < offsetofend(vfio_eeh_pe_op, op) || op.flags) return fail(kEINVAL);
@@ -348,9 +349,9 @@ Result<void> SpaprTceIommu::unregister_memory(mm::AddressSpace& caller,
   mm::Registry& registry = mm_->registry();
   const mm::RegionRef region = NV2PT_TRY(registry.get(reg.vaddr, reg.size >> kHostPageShift));
   auto it = std::find(registrations_.begin(), registrations_.end(), region);
-  // Drop the lookup's reference first, so the container's own put below sees the real count: the kernel drops it
-  // last, so its put never reports EBUSY for a mapped region and the region leaks (Q3). Here: EBUSY, and the
-  // container keeps its reference.
+  // Drop the lookup's reference first, so the container's own put below sees the real count: the kernel drops it last,
+  // so its put never reports EBUSY for a mapped region and the region leaks (docs/kernel/container.md#unregister).
+  // Here: EBUSY, and the container keeps its reference.
   (void)registry.put(region);
   if (it == registrations_.end()) return fail(kENOENT);
   NV2PT_TRY(registry.put(region));
@@ -373,7 +374,8 @@ Result<void> SpaprTceIommu::map_dma(mm::AddressSpace& caller, const vfio_iommu_t
   const uint64_t page = table.page_size();
   if (!is_aligned(map.size, page) || !is_aligned(map.vaddr, page)) return fail(kEINVAL);
   const DmaDirection dir = NV2PT_TRY(direction_of(map.flags));
-  // The kernel returns 1 here (Q1) and checks only the first page against the window (Q2): both refused.
+  // iommu_tce_put_param_check returns 1 here and checks only the first page against the window: both refused
+  // (docs/kernel/container.md#map-path).
   if (!is_aligned(map.iova, page)) return fail(kEINVAL);
   auto end = checked_add(map.iova, map.size);
   if (!end || *end > table.bus_end() || !checked_add(map.vaddr, map.size)) return fail(kEINVAL);
@@ -406,7 +408,7 @@ Result<void> SpaprTceIommu::map_v2_locked(TceTable& table, uint64_t entry, uint6
     // One walk per leaf block, for the table and for its cache.
     TceTable::Leaf hw = table.hw_leaf(entry + done, true);
     TceTable::Leaf cache = table.cache_leaf(entry + done, true);
-    if (!hw.entries || !cache.entries) {  // the kernel does not check the cache slot (Q7)
+    if (!hw.entries || !cache.entries) {  // tce_iommu_build_v2 does not check the cache slot
       error = kENOMEM;
       break;
     }
@@ -422,7 +424,7 @@ Result<void> SpaprTceIommu::map_v2_locked(TceTable& table, uint64_t entry, uint6
           error = kEINVAL;
           break;
         }
-        if (region->mapped() == 0) {  // being destroyed: the kernel stops and returns 0 (Q5)
+        if (region->mapped() == 0) {  // being destroyed: tce_iommu_build_v2 stops and returns 0
           region = nullptr;
           error = kENXIO;
           break;
@@ -451,7 +453,7 @@ Result<void> SpaprTceIommu::map_v2_locked(TceTable& table, uint64_t entry, uint6
       ++pending;
       if (old & iommu::kTcePermMask) {
         flush();  // the old entry may point into `region` too: its count must be whole before it drops one
-        drop_old_entry_v2(guard, page, iommu::tce_direction(old), old_ua);
+        (void)iommu::put_registered_tce(guard, page, iommu::tce_direction(old), old_ua);
       } else {
         ++fresh_in_run;
         ++live;
@@ -468,14 +470,6 @@ Result<void> SpaprTceIommu::map_v2_locked(TceTable& table, uint64_t entry, uint6
     return fail(error);
   }
   return {};
-}
-
-void SpaprTceIommu::drop_old_entry_v2(const mm::Registry::ReadGuard& guard, uint64_t page_size,
-                                      DmaDirection old_direction, uint64_t old_ua) {
-  mm::RegisteredRegion* region = old_ua ? guard.lookup(old_ua, page_size) : nullptr;
-  if (!region) return;
-  if (iommu::device_may_write(old_direction)) region->mark_dirty(old_ua);  // no-op for device memory
-  region->mapped_dec();
 }
 
 Result<void> SpaprTceIommu::map_v1_locked(TceTable& table, uint64_t entry, uint64_t vaddr, uint64_t pages,
@@ -526,9 +520,9 @@ Result<void> SpaprTceIommu::unmap_dma(mm::AddressSpace& caller, const vfio_iommu
   if (!window) return fail(kENXIO);
   TceTable& table = *window->view;
   if (!is_aligned(unmap.size, table.page_size())) return fail(kEINVAL);
-  if (!is_aligned(unmap.iova, table.page_size())) return fail(kEINVAL);  // the kernel returns 1 (Q1)
+  if (!is_aligned(unmap.iova, table.page_size())) return fail(kEINVAL);  // iommu_tce_clear_param_check returns 1
   auto end = checked_add(unmap.iova, unmap.size);
-  if (!end || *end > table.bus_end()) return fail(kEINVAL);  // the kernel clears past the window (Q2)
+  if (!end || *end > table.bus_end()) return fail(kEINVAL);  // the kernel clears past the window
   clear_locked(table, (unmap.iova - table.bus_start()) >> table.page_shift(), unmap.size >> table.page_shift());
   return {};
 }

@@ -3,7 +3,7 @@
 //
 // Every call takes the calling process's address space: the container binds to the first one that needs it, and
 // every call but CHECK_EXTENSION from another one fails with EPERM. Calls are serialised by one mutex, MAP and
-// UNMAP included (the kernel does not lock those: quirk Q15).
+// UNMAP included (the kernel does not lock those: docs/kernel/container.md#locking).
 #pragma once
 
 #include "vfio/uapi.h"
@@ -55,12 +55,12 @@ class SpaprTceIommu {
     }
   }
 
-  // Group attach (§2.9.4) and detach (§2.9.5).
+  // Group attach and detach (tce_iommu_attach_group, tce_iommu_detach_group; docs/kernel/container.md#attach).
   Result<void> attach_group(Group& group);
   void detach_group(Group& group);
 
-  // The ioctls, with the checks of kernel-behaviour §3.2 in kernel order. The structs are those of <linux/vfio.h>;
-  // in/out structs are updated in place. MAP and UNMAP return 0 on success.
+  // The ioctls, with the checks of tce_iommu_ioctl in kernel order (docs/kernel/container.md). The structs are those of
+  // <linux/vfio.h>; in/out structs are updated in place. MAP and UNMAP return 0 on success.
   Result<void> get_info(mm::AddressSpace& caller, vfio_iommu_spapr_tce_info& info);
   Result<void> map_dma(mm::AddressSpace& caller, const vfio_iommu_type1_dma_map& map);
   Result<void> unmap_dma(mm::AddressSpace& caller, const vfio_iommu_type1_dma_unmap& unmap);
@@ -126,9 +126,6 @@ class SpaprTceIommu {
   // that already hold the registry's read guard pass it.
   void clear_locked(iommu::TceTable& table, uint64_t entry, uint64_t pages,
                     const mm::Registry::ReadGuard* held = nullptr);
-  // v2: the TCE that pointed at `old_ua` is gone: its region counts one mapping fewer.
-  static void drop_old_entry_v2(const mm::Registry::ReadGuard& guard, uint64_t page_size,
-                                iommu::DmaDirection old_direction, uint64_t old_ua);
   void drop_old_entry_v1(const iommu::TceTable::OldEntry& old);
 
   void detach_group_locked(Group& group);

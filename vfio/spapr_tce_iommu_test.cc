@@ -1,5 +1,5 @@
-// kernel-behaviour §7 scenarios for the sPAPR TCE container: pre-registration, windows and tables, map/unmap,
-// groups and lifecycle, races. Each test is named after its scenario; the invariant checker runs after each step.
+// The sPAPR TCE container (docs/kernel/container.md): pre-registration, windows and tables, map/unmap, groups and
+// lifecycle, races. Each test is named after the behaviour it holds; the invariant checker runs after each step.
 #include "vfio/spapr_tce_iommu.h"
 
 #include <gtest/gtest.h>
@@ -93,7 +93,7 @@ class V2 : public ::testing::Test {
 TEST_F(V2, Scenario25_Register1GiBChargesAndEnablesMap) {
   ClientMemory m(1 * GiB);
   vfio_iommu_type1_dma_map early{sizeof(early), 3, m.ua(), 0, 64 * KiB};
-  EXPECT_EQ(iommu().map_dma(as, early).error(), kEPERM);  // §7-51: before any REGISTER
+  EXPECT_EQ(iommu().map_dma(as, early).error(), kEPERM);  // before any REGISTER
   const uint64_t before = locked();
   ASSERT_TRUE(reg(m.ua(), 1 * GiB));
   EXPECT_EQ(locked() - before, 16384u);
@@ -158,7 +158,7 @@ TEST_F(V2, Scenario30_RegisterInsideGpuRamAndOverAHoleIsEFAULT) {
   EXPECT_EQ(reg(gpu.ua() + 1 * MiB, 1 * MiB).error(), kEFAULT);  // GUP refuses the PFN mapping
   ClientMemory m(2 * MiB);
   m.unmap(1 * MiB, 64 * KiB);
-  EXPECT_EQ(reg(m.ua(), 2 * MiB).error(), kEFAULT);  // Q26: never a positive count
+  EXPECT_EQ(reg(m.ua(), 2 * MiB).error(), kEFAULT);  // never a positive count
   EXPECT_EQ(locked(), 0u);
   EXPECT_EQ(as.pinner().pinned_pages(), 0u);
 }
@@ -191,7 +191,7 @@ TEST_F(V2, Scenario33_RegisterUnmappedIsEFAULTAndRolledBack) {
   EXPECT_EQ(locked(), 0u);
 }
 
-TEST_F(V2, Scenario34_RegisterSizeZeroIsEINVAL) {  // Q8: EINVAL, the kernel's ENOMEM is an accident
+TEST_F(V2, Scenario34_RegisterSizeZeroIsEINVAL) {  // the kernel's ENOMEM is an accident
   ClientMemory m(1 * MiB);
   EXPECT_EQ(reg(m.ua(), 0).error(), kEINVAL);
 }
@@ -215,7 +215,7 @@ TEST_F(V2, Scenario35_UnregisterUnknownForeignAndFresh) {
   EXPECT_EQ(iommu().registrations().front()->used(), 1u);
 }
 
-TEST_F(V2, Scenario36_UnregisterWhileMappedIsEBUSY) {  // Q3: the kernel returns 0 and leaks the region
+TEST_F(V2, Scenario36_UnregisterWhileMappedIsEBUSY) {  // the kernel returns 0 and leaks the region
   ClientMemory m(1 * MiB);
   ASSERT_TRUE(reg(m.ua(), 1 * MiB));
   qemu_windows();
@@ -407,7 +407,7 @@ TEST_F(V2, Scenario44_CreateRejectsBadLevelsSizesAndPageShifts) {
   EXPECT_EQ(locked(), 0u);
 }
 
-TEST_F(V2, Scenario45_FiftyFiveBitRuleRollsBackTheCharge) {  // Q4: the kernel leaks the 16386.125 MiB charge
+TEST_F(V2, Scenario45_FiftyFiveBitRuleRollsBackTheCharge) {  // the kernel leaks the 16386.125 MiB charge
   ASSERT_TRUE(remove(0));
   EXPECT_EQ(create(16, 1ull << 46, 3).error(), kEINVAL);
   EXPECT_EQ(locked(), 0u);
@@ -447,13 +447,13 @@ TEST_F(V2, Scenario48_RemoveClearsRestoresAndFrees) {
   EXPECT_EQ(remove(kWindow1).error(), kEINVAL);
 }
 
-TEST_F(V2, Scenario49_RemoveByAnAddressInsideTheWindow) {  // Q14 kept
+TEST_F(V2, Scenario49_RemoveByAnAddressInsideTheWindow) {  // kept from tce_iommu_find_table
   qemu_windows();
   EXPECT_TRUE(remove(kWindow1 + 64 * KiB));
   EXPECT_EQ(iommu().windows().size(), 1u);
 }
 
-TEST_F(V2, Scenario50_SmallWindowIsWidened) {  // Q22 kept, and the real size reported
+TEST_F(V2, Scenario50_SmallWindowIsWidened) {  // kept, and the real size reported
   ClientMemory m(1 * MiB);
   ASSERT_TRUE(reg(m.ua(), 1 * MiB));
   ASSERT_TRUE(remove(0));
@@ -482,7 +482,7 @@ TEST_F(V2, Scenario53_NoWindowAndMisalignedSizes) {
   EXPECT_EQ(map(kWindow1, m.ua() + 4 * KiB, 64 * KiB).error(), kEINVAL);
 }
 
-TEST_F(V2, Scenario54_MisalignedIovaIsEINVAL) {  // Q1: the kernel returns +1
+TEST_F(V2, Scenario54_MisalignedIovaIsEINVAL) {  // the kernel returns +1
   ClientMemory m(1 * MiB);
   ASSERT_TRUE(reg(m.ua(), 1 * MiB));
   qemu_windows();
@@ -542,7 +542,7 @@ TEST_F(V2, Scenario58_MapGpuRamIsDirectWithNoPin) {
   EXPECT_TRUE(as.registry().put(dev));
 }
 
-TEST_F(V2, Scenario61_MapPastTheWindowEndIsEINVAL) {  // Q2: the kernel writes past the window
+TEST_F(V2, Scenario61_MapPastTheWindowEndIsEINVAL) {  // the kernel writes past the window
   ClientMemory m(1 * MiB);
   ASSERT_TRUE(reg(m.ua(), 1 * MiB));
   ASSERT_TRUE(remove(0));
@@ -718,7 +718,7 @@ TEST_F(V2, Scenario69_NpuPeHoldsTheLastWindow) {
   EXPECT_EQ(g4.npu.window(1), &window(1));
 }
 
-TEST_F(V2, SetWindowFailureOnAMemberUndoesTheCreate) {  // Q23: firmware errors become EIO
+TEST_F(V2, SetWindowFailureOnAMemberUndoesTheCreate) {  // firmware errors become EIO
   ASSERT_TRUE(remove(0));
   g4.npu.fail_next_set_window();
   EXPECT_EQ(create(16, 1ull << 40, 2).error(), kEIO);

@@ -1,7 +1,7 @@
-# The QEMU 7.2 region-info use-after-free switch, in both states (client doc §2.2).
+# The QEMU 7.2 region-info use-after-free switch, in both states (docs/qemu-7.2.md#region-info-use-after-free).
 #   on:  the buffers QEMU frees while nvlink2-tgt / nvlink2-link-speed point into them are kept: full NVLink2 DT.
-#   off: the documented QEMU bug shows. Which tgt reads back wrong depends on glibc's heap reuse (the reference run
-#        lost the GPU's and got no NVLink node at all; here the bridges' usually go, leaving a GPU with an empty
+#   off: the documented QEMU bug shows. Which tgt reads back wrong depends on glibc's heap reuse (it can lose
+#        the GPU's, and then there is no NVLink node at all; here the bridges' usually go, leaving a GPU with an empty
 #        ibm,npu and "No ATSD registers found"), but never does the guest get a wired NVLink2 setup: no bridge
 #        has ibm,nvlink and the PHB has no ibm,mmio-atsd.
 # Usage: compat_switch.sh on|off

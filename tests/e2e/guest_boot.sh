@@ -1,7 +1,6 @@
-# A real ppc64le Linux guest (Debian bookworm's kernel, a busybox initramfs; scripts/fetch-guest.sh) booted by
-# QEMU 7.2 with GPU 0004:04:00.0 and its two NVLink2 bridges passed through from the model, as
-# ../shared/reference/guest-ppc64le.md saw it, and then driven the way the NVIDIA driver and nvidia-persistenced
-# drive a real one:
+# A real ppc64le Linux guest (Debian bookworm's kernel, a busybox initramfs; scripts/fetch-guest.sh) booted by QEMU 7.2
+# with GPU 0004:04:00.0 and its two NVLink2 bridges passed through from the model, and then driven the way the NVIDIA
+# driver and nvidia-persistenced drive a real one:
 #   1. the guest sees the three functions, the GPU RAM node (ibm,coherent-device-memory) and its empty NUMA node;
 #   2. it trains both NVLinks through the bridges' config space (skiboot's procedure interface at 0x80, which QEMU
 #      passes through to the model): PHY reset, TX ZCAL, RX DCCAL, RX training, polling each to completion;

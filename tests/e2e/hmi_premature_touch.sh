@@ -1,6 +1,6 @@
-# A touch of GPU RAM before the GPU's NVLinks are trained is an HMI (the brief: GPU RAM is faulted in page by page,
-# never before training). QEMU's monitor reads guest-physical 0x400000000000, the GPU-RAM window it mapped from
-# the device's region 9, so the read reaches the model's userfaultfd service:
+# A touch of GPU RAM before the GPU's NVLinks are trained is an HMI (GPU RAM is faulted in page by page, never before
+# training: docs/kernel/regions.md#gpu-ram-read-and-write). QEMU's monitor reads guest-physical 0x400000000000, the
+# GPU-RAM window it mapped from the device's region 9, so the read reaches the model's userfaultfd service:
 #   --hmi log: recorded (time, GPU, host address, cause), the page reads as zeros, QEMU goes on.
 #   --hmi fatal (the default): QEMU dies of SIGBUS, as the real host's machine check kills it. The monitor read runs
 #   on QEMU's main thread, which blocks SIGBUS (it takes signals through a signalfd); a machine check cannot be

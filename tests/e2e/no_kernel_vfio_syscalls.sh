@@ -1,5 +1,6 @@
-# Nothing VFIO-related reaches the real kernel (client doc §2.1): under strace -f, no ioctl with a VFIO number
-# (type ';' = 0x3b), and no open/stat/readlink of /dev/vfio or /sys/bus/pci paths. The interposer serves them all.
+# Nothing VFIO-related reaches the real kernel (docs/qemu-7.2.md#libc-entry-points): under strace -f, no ioctl with a
+# VFIO number (type ';' = 0x3b), and no open/stat/readlink of /dev/vfio or /sys/bus/pci paths. The interposer serves
+# them all.
 source "$(dirname "$0")/lib.sh"
 command -v strace >/dev/null || skip "strace not installed"
 

@@ -1,10 +1,10 @@
-# One V100 and its two NVLink2 bridges (IOMMU group 4) on QEMU's default PHB: the guest DTB carries every NVLink2
-# node of client doc §5, with the values of the topology.
+# One V100 and its two NVLink2 bridges (IOMMU group 4) on QEMU's default PHB: the guest DTB carries every NVLink2 node
+# QEMU writes (docs/qemu-7.2.md#guest-device-tree), with the values of the topology.
 #
 # Expected values come from the topology DTB itself: tgt = ibm,device-tgt-addr and the link speed of the
 # bridges, the window = the size of the GPU's memory node. The memory node size is the GPU-RAM region size, which
-# our kernel model makes the window size (128 GiB, kernel-behaviour §2.4.2 step 8); the reference run saw 16 GiB
-# only because its emulated kernel returned a 16 GiB region.
+# the kernel makes the window size (128 GiB, vfio_pci_nvdia_v100_nvlink2_init: docs/kernel/regions.md#gpu-ram-init),
+# not the 16 GiB of RAM behind it.
 source "$(dirname "$0")/lib.sh"
 
 topo=$E2E_DEFAULT_DTB

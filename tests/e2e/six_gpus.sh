@@ -1,6 +1,6 @@
-# All six V100s of the default topology, each IOMMU group on its own vPHB (index 1..6), as client doc §2.4
-# shows: GPU RAM at 64 TiB + index * 2 TiB, ATSD at 128 TiB + index * 0x120000, tgt from the topology, and NUMA
-# ids handed out in reverse PHB creation order (PHBs are reset newest first).
+# All six V100s of the default topology, each IOMMU group on its own vPHB (index 1..6), as QEMU lays them out
+# (docs/qemu-7.2.md#guest-device-tree): GPU RAM at 64 TiB + index * 2 TiB, ATSD at 128 TiB + index * 0x120000, tgt from
+# the topology, and NUMA ids handed out in reverse PHB creation order (PHBs are reset newest first).
 source "$(dirname "$0")/lib.sh"
 
 # index GPU bridge0 bridge1 (the topology's GPU-bridge pairing, groups 4 5 6 10 11 12)
