@@ -36,7 +36,21 @@ enum Op : uint8_t {
   kKvmGroup,          // u8 group slot, u8 add (even) or del (odd)
   kKvmSetSpaprTce,    // u8 group slot, u8 liobn index
   kHcall,             // u8 call (HcallKind), u8 liobn index, u64 ioba, u64 tce (or the list's gpa), u16 npages
+  // KVM_CREATE_SPAPR_TCE_64 at the edges of its bound checks: u8 liobn index, u8 page shift (12 + v % 23, raw
+  // from 0xf0), u8 form (TceEdge), u64 a, u64 b. Appended: older inputs decode as before.
+  kKvmCreateTceTableEdge,
   kOpCount,
+};
+
+// How kKvmCreateTceTableEdge builds offset and size (in IOMMU pages) from a and b, with limit = 2^64-1 >> shift:
+// sizes whose entries * 8 wraps, offset + size just past (or at) the limit, and size alone past it.
+enum TceEdge : uint8_t {
+  kEdgePowerOfTwoSize,   // size 2^(a % 64) (2^61 and up: entries * 8 wraps), offset b % 2^20
+  kEdgeWrappingSize,     // size 2^61 * (1 + a % 7) + b % 2^16: entries * 8 wraps to a small number
+  kEdgeEndAtLimit,       // size 1 + a % 2^32, offset limit - size + 1 - b % 4: the end one past the limit, at it, or below
+  kEdgeSizePastLimit,    // size limit + 1 + a % 2^16, offset b % 2^16
+  kEdgeHugeBoth,         // offset and size limit - (a % 2^8), limit - (b % 2^8)
+  kTceEdgeCount,
 };
 
 // kHcall's first operand, modulo the count.

@@ -187,7 +187,22 @@ int main(int argc, char** argv) {
   short_args.container_call(kMapDma).u8(3).pool_address(0, 0).u64(0).u64(1 << 16).u8(kArgszShort);
   short_args.container_call(kTceCreate).u8(0).u8(16).u64(1ull << 32).u8(2).u8(kArgszShort);
   short_args.container_call(kUnregister).u8(0).pool_address(0, 0).u64(4 << 20).u8(kArgszShort);
+  // KVM_CREATE_SPAPR_TCE_64 past its bounds, then the hypercalls on the table if it was made. Regression inputs:
+  // 2^61 entries of 8 bytes wrapped to a table of no pages that passed the bound check (offset + size compared
+  // with wrapping arithmetic), and H_PUT_TCE/H_GET_TCE then wrote and read past its page array.
+  Seq tce64_wrap;
+  tce64_wrap.op(kKvmCreateTceTableEdge).u8(0).u8(0).u8(kEdgeWrappingSize).u64(0).u64(0);
+  tce64_wrap.op(kHcall).u8(kHPutTce).u8(0).u64(0).u64(0x10000 | 3).u16(1);
+  tce64_wrap.op(kHcall).u8(kHGetTce).u8(0).u64(1ull << 40).u64(0).u16(1);
+  Seq tce64_limit;  // the end of the table one past the limit, at it and one below it; then size alone past it
+  for (uint8_t past = 0; past < 3; ++past) {
+    tce64_limit.op(kKvmCreateTceTableEdge).u8(past).u8(22).u8(kEdgeEndAtLimit).u64(15).u64(past);
+    tce64_limit.op(kHcall).u8(kHPutTce).u8(past).u64(~0ull << 34).u64(0x10000 | 3).u16(1);
+  }
+  tce64_limit.op(kKvmCreateTceTableEdge).u8(3).u8(0).u8(kEdgeSizePastLimit).u64(0).u64(0);
+  tce64_limit.op(kHcall).u8(kHStuffTce).u8(3).u64(0).u64(0).u16(64);
   const std::pair<const char*, const Seq*> seeds[] = {
+      {"kvm-tce-64-entries-wrap", &tce64_wrap}, {"kvm-tce-64-at-limit", &tce64_limit},
       {"qemu-7.2", &plain}, {"qemu-7.2-close-container-first", &reversed}, {"qemu-7.2-train-and-touch", &trained},
       {"v1-container", &v1}, {"short-argsz", &short_args}, {"qemu-7.2-kvm-tce", &with_kvm}};
   for (auto [name, seq] : seeds) {

@@ -15,7 +15,15 @@ std::atomic<uint64_t>* block_of(uint64_t slot_be) {
   return reinterpret_cast<std::atomic<uint64_t>*>(from_be(slot_be) & ~kSlotPresent);
 }
 
+std::atomic<uint64_t> next_uid{1};
+
 }  // namespace
+
+TceTable::TceTable(const TableGeometry& geometry, uint64_t bus_start, Options options)
+    : geometry_(geometry),
+      bus_start_(bus_start),
+      options_(options),
+      uid_(next_uid.fetch_add(1, std::memory_order_relaxed)) {}
 
 Result<std::unique_ptr<TceTable>> TceTable::create(const TableGeometry& geometry, uint64_t bus_start,
                                                    Options options) {
@@ -106,6 +114,7 @@ Result<TceTable::OldEntry> TceTable::exchange(uint64_t index, uint64_t hpa, DmaD
   const uint64_t perms = tce_permissions(dir);
   // The kernel BUG()s on a misaligned hpa; the model refuses it instead.
   if (hpa & ((1ull << geometry_.page_shift) - 1)) return fail(kEINVAL);
+  changed();
   Leaf leaf = walk(hw_, index, alloc && perms != 0);
   if (!leaf.entries) {
     if (perms == 0) return OldEntry{};  // clearing an entry whose leaf was never allocated
@@ -128,6 +137,7 @@ uint64_t TceTable::cached_ua(uint64_t index) const {
 }
 
 void TceTable::clear(uint64_t index, uint64_t n) {
+  changed();
   while (n) {
     Leaf leaf = walk(hw_, index, /*alloc=*/false);
     const uint64_t step = std::min(n, leaf.count);

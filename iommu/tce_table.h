@@ -64,8 +64,15 @@ class TceTable {
   bool contains(uint64_t bus_addr) const { return bus_addr >= bus_start_ && bus_addr < bus_end(); }
 
   // Entry `index` is relative to the window start. Callers bound it by size(); the walk itself does not.
-  Leaf hw_leaf(uint64_t index, bool alloc) { return walk(hw_, index, alloc); }
-  Leaf cache_leaf(uint64_t index, bool alloc) { return walk(cache_, index, alloc); }
+  // Both hand out writable entries, so both count as a change (generation()).
+  Leaf hw_leaf(uint64_t index, bool alloc) {
+    changed();
+    return walk(hw_, index, alloc);
+  }
+  Leaf cache_leaf(uint64_t index, bool alloc) {
+    changed();
+    return walk(cache_, index, alloc);
+  }
 
   // Swaps in `hpa | permissions(dir)` and reports what was there. Direction none with a missing leaf succeeds
   // without allocating. ENOMEM if a level is missing and cannot be allocated (or alloc is false).
@@ -105,6 +112,14 @@ class TceTable {
   uint64_t live_entries() const { return live_entries_.load(std::memory_order_relaxed); }
   void count_live(int64_t delta) { live_entries_.fetch_add(static_cast<uint64_t>(delta), std::memory_order_relaxed); }
 
+  // A table's identity and a count that moves whenever an entry of either tree may have changed (every writer goes
+  // through exchange, clear, hw_leaf or cache_leaf, and moves it before writing): an observer that saw (uid,
+  // generation) before, with no writer active since, has nothing new to look at. The invariant checker, run after
+  // every fuzzer call, walks only tables that changed. uid is unique for the process's lifetime (a new table at a
+  // freed one's address gets a new uid).
+  uint64_t uid() const { return uid_; }
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+
   // Bytes of level blocks really allocated, hardware table and cache together.
   uint64_t allocated_bytes() const { return allocated_bytes_.load(std::memory_order_relaxed); }
   // Level blocks allocated so far (both trees).
@@ -115,8 +130,9 @@ class TceTable {
     std::atomic<uint64_t>* top = nullptr;
   };
 
-  TceTable(const TableGeometry& geometry, uint64_t bus_start, Options options)
-      : geometry_(geometry), bus_start_(bus_start), options_(options) {}
+  TceTable(const TableGeometry& geometry, uint64_t bus_start, Options options);
+
+  void changed() { generation_.fetch_add(1, std::memory_order_acq_rel); }
 
   Leaf walk(Tree& tree, uint64_t index, bool alloc);
   Leaf walk_const(const Tree& tree, uint64_t index) const;
@@ -148,6 +164,8 @@ class TceTable {
   std::atomic<uint64_t> allocated_bytes_{0};
   std::atomic<uint64_t> allocated_blocks_{0};
   std::atomic<uint64_t> live_entries_{0};
+  const uint64_t uid_;
+  std::atomic<uint64_t> generation_{0};
   Mutex update_mutex_;
   std::atomic<bool> retired_{false};
 };

@@ -165,5 +165,35 @@ TEST(TceTable, ForEachLeafVisitsOnlyAllocatedLeavesInOrder) {
   EXPECT_EQ(firsts, (std::vector<uint64_t>{32768, 5 * 32768}));
 }
 
+TEST(TceTable, GenerationMovesWithEveryWriterAndUidsAreUnique) {
+  auto t = make(16, 1ull << 46, 2);
+  auto other = make(16, 1ull << 46, 2);
+  EXPECT_NE(t->uid(), other->uid());
+  uint64_t g = t->generation();
+  auto moved = [&] {
+    const uint64_t now = t->generation();
+    const bool m = now != g;
+    g = now;
+    return m;
+  };
+  EXPECT_EQ(t->get(7), 0u);
+  (void)t->cached_ua(7);
+  EXPECT_FALSE(moved()) << "readers change nothing";
+  ASSERT_TRUE(t->exchange(7, 0x10000, DmaDirection::kBidirectional));
+  EXPECT_TRUE(moved());
+  t->clear(0, 8);
+  EXPECT_TRUE(moved());
+  (void)t->hw_leaf(7, false);
+  EXPECT_TRUE(moved()) << "a leaf handed out may be written";
+  (void)t->cache_leaf(7, false);
+  EXPECT_TRUE(moved());
+  std::vector<uint64_t> seen;
+  t->for_each_leaf(false, [&](uint64_t first, TceTable::Leaf) { seen.push_back(first); });
+  EXPECT_FALSE(moved()) << "the checker's walk changes nothing";
+  const uint64_t old_uid = t->uid();
+  t.reset();
+  EXPECT_NE(make(16, 1ull << 46, 2)->uid(), old_uid) << "a new table never takes a freed one's uid";
+}
+
 }  // namespace
 }  // namespace nv2pt::iommu

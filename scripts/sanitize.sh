@@ -3,7 +3,8 @@
 #   asan  ASan+UBSan build in build-asan: every suite but the e2e QEMU tests (QEMU is not instrumented) and benchmarks
 #   tsan  TSan build in build-tsan: the suites with threads in them (mm, iommu, platform models, vfio, kvm, base)
 #   fuzz  libFuzzer build in build-fuzz: the UAPI sequence fuzzer for NV2PT_FUZZ_SECONDS (default 60) from the seed
-#         corpus fuzz/corpus/ (a longer run: docs/reliability.md)
+#         corpus fuzz/corpus/, regression inputs included (a long run on every core with coverage:
+#         scripts/fuzz_campaign.sh)
 # Usage: scripts/sanitize.sh [asan] [tsan] [fuzz]   (no argument: all three). Any sanitizer report fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -542,6 +542,9 @@ void SpaprTceIommu::clear_locked(TceTable& table, uint64_t entry, uint64_t pages
     return;
   }
   MutexLock updates(table.update_mutex());
+  // Valid entries left anywhere in the table (stable under the update lock): once they are all cleared the rest of
+  // the range holds none, so freeing a sparse 2 GiB default window reads no more than its last valid entry.
+  uint64_t live = table.live_entries();
   const uint64_t page = table.page_size();
   // v2: the region the last cleared entries pointed into, and how many of them are not yet taken off its mapped
   // count (one atomic per run of the same region, as in map_v2_locked).
@@ -551,14 +554,14 @@ void SpaprTceIommu::clear_locked(TceTable& table, uint64_t entry, uint64_t pages
     if (pending) region->mapped_sub(pending);
     pending = 0;
   };
-  while (pages) {
+  while (pages && live) {
     // Where the cache has no leaf, the table has no valid entry either (invariant 12): skip the whole block.
     TceTable::Leaf hw = table.hw_leaf(entry, false);
     TceTable::Leaf cache = v2 ? table.cache_leaf(entry, false) : hw;
     const uint64_t run = std::min(hw.count, pages);
     if (hw.entries && cache.entries) {
       uint64_t cleared = 0;
-      for (uint64_t i = 0; i < run; ++i) {
+      for (uint64_t i = 0; i < run && cleared < live; ++i) {
         // An empty entry needs no store: sparse windows are cleared at the cost of a read.
         if (!hw.entries[i].load(std::memory_order_relaxed)) continue;
         const uint64_t old = iommu::from_be(iommu::swap_unshared(hw.entries[i], 0));
@@ -579,6 +582,7 @@ void SpaprTceIommu::clear_locked(TceTable& table, uint64_t entry, uint64_t pages
         }
       }
       table.count_live(-static_cast<int64_t>(cleared));
+      live -= cleared;
     }
     entry += run;
     pages -= run;

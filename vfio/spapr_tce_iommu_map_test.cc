@@ -11,6 +11,56 @@ namespace {
 
 using namespace testing;
 
+// The fuzzer checks after every call with a cache of each window's walk: a table written since (by any writer, here
+// one that bypasses the container) is walked again, and the cached check reports what the full check reports.
+TEST_F(V2, CachedInvariantCheckWalksATableAgainOnceItChanged) {
+  ClientMemory m(2 * MiB);
+  ASSERT_TRUE(reg(m.ua(), 2 * MiB));
+  qemu_windows();
+  ASSERT_TRUE(map(kWindow1, m.ua(), 1 * MiB));
+  InvariantCache cache;
+  auto cached = [&] { return check_invariants(as, {&iommu()}, 0, &cache); };
+  ASSERT_TRUE(cached().ok()) << cached().to_string();
+  ASSERT_TRUE(cached().ok());  // unchanged: from the cache
+  EXPECT_EQ(cache.walks.size(), 2u);
+  // A TCE made valid behind the container's back: no cached user address, no live count, no mapped count.
+  auto& table = const_cast<iommu::TceTable&>(window(1));
+  iommu::TceTable::Leaf leaf = table.hw_leaf(100, true);
+  leaf.entries->store(iommu::to_be(0x10000 | iommu::kTceRead), std::memory_order_relaxed);
+  const InvariantReport full = check_invariants(as, {&iommu()});
+  const InvariantReport from_cache = cached();
+  EXPECT_FALSE(from_cache.ok());
+  EXPECT_EQ(from_cache.violations, full.violations);
+  leaf.entries->store(0, std::memory_order_relaxed);
+  (void)table.hw_leaf(100, false);  // the writer's next call
+  EXPECT_TRUE(cached().ok()) << cached().to_string();
+  ASSERT_TRUE(unmap(kWindow1, 1 * MiB));
+  ASSERT_TRUE(remove(kWindow1));
+  EXPECT_TRUE(cached().ok());
+  EXPECT_EQ(cache.walks.size(), 1u) << "the removed window's walk is dropped";
+}
+
+// Clearing stops once the table's live entries are all cleared: entries at both ends of a sparse 2 GiB default
+// window still go, with their mapped counts.
+TEST_F(V2, FreeingASparseWindowClearsItsFirstAndLastEntries) {
+  ClientMemory m(2 * MiB);
+  ASSERT_TRUE(reg(m.ua(), 2 * MiB));
+  const mm::RegionRef region = iommu().registrations()[0];
+  ASSERT_TRUE(map(0, m.ua(), 4 * KiB));
+  ASSERT_TRUE(map(2 * GiB - 4 * KiB, m.ua() + 64 * KiB, 4 * KiB));
+  ASSERT_TRUE(map(1 * GiB, m.ua() + 128 * KiB, 4 * KiB));
+  EXPECT_EQ(region->mapped(), 4u);
+  check();
+  ASSERT_TRUE(unmap(1 * GiB, 1 * GiB));  // the middle and the last one
+  EXPECT_EQ(region->mapped(), 2u);
+  check();
+  ASSERT_TRUE(map(2 * GiB - 4 * KiB, m.ua() + 64 * KiB, 4 * KiB));
+  ASSERT_TRUE(remove(0));
+  EXPECT_EQ(region->mapped(), 1u);
+  EXPECT_TRUE(unreg(m.ua(), 2 * MiB));
+}
+
+
 // MAP and UNMAP count a region's mappings once per run of pages, not per page: the counts must come out exactly as
 // the per-page kernel's would, across two regions, over live entries (remap), and for a partial unmap. 64 KiB and
 // 4 KiB pages, so runs end at region boundaries, at leaf boundaries and in between.
