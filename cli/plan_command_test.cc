@@ -62,7 +62,7 @@ TEST(PlanCommand, DefaultGpuIsTheLastGpuOfTheMachineGiven) {
   EXPECT_FALSE(nlohmann::json::parse(r.out).contains("default_gpu"));
 }
 
-TEST(PlanCommand, JsonCarriesTheSection53And54Figures) {
+TEST(PlanCommand, JsonCarriesThePerLevelAndOnDemandFigures) {
   Outcome r = run_plan({"--gpu", "0035:05:00.0", "--gpu-map", "real", "--json"});
   ASSERT_EQ(r.code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);

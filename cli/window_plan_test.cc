@@ -15,7 +15,7 @@ PlanInput seed_layout() {
 }
 
 // docs/kernel/numbers.md#flat-table-for-the-nvlink2-example: the seed's example with its 128 GiB GPU window.
-TEST(WindowPlan, Section51_SeedExampleExactFitIs4656MiB) {
+TEST(WindowPlan, SeedExampleExactFitIs4656MiB) {
   PlanInput in = seed_layout();
   in.ranges[1].size = 128 * GiB;
   auto plan = make_plan(in);
@@ -28,7 +28,7 @@ TEST(WindowPlan, Section51_SeedExampleExactFitIs4656MiB) {
 }
 
 // docs/kernel/numbers.md: the table-geometry rows for the 2^46 window, 64K pages, and the on-demand figure.
-TEST(WindowPlan, Section53And54_PerLevels) {
+TEST(WindowPlan, PerLevelFiguresFor64KPages) {
   auto plan = make_plan(seed_layout());
   ASSERT_TRUE(plan);
   ASSERT_EQ(plan->levels.size(), 5u);
@@ -53,7 +53,7 @@ TEST(WindowPlan, Section53And54_PerLevels) {
 }
 
 // docs/kernel/numbers.md: the 4K rows and the on-demand figure with 4K pages.
-TEST(WindowPlan, Section53_4KPages) {
+TEST(WindowPlan, PerLevelFiguresFor4KPages) {
   PlanInput in = seed_layout();
   in.page_shift = 12;
   auto plan = make_plan(in);
@@ -67,7 +67,7 @@ TEST(WindowPlan, Section53_4KPages) {
 }
 
 // docs/kernel/numbers.md#kvm: a 16 MiB guest page over 64K host TCEs.
-TEST(WindowPlan, Section55_KvmSixteenMegGuestPages) {
+TEST(WindowPlan, KvmSixteenMegGuestPagesAre256HostTces) {
   auto plan = make_plan(seed_layout());
   ASSERT_TRUE(plan);
   EXPECT_EQ(plan->kvm.subpages, 256u);

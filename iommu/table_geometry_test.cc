@@ -8,7 +8,7 @@ namespace {
 constexpr uint64_t KiB = 1ull << 10, MiB = 1ull << 20, GiB = 1ull << 30;
 
 // docs/kernel/numbers.md#table-geometry-and-charge, row by row.
-TEST(TableGeometry, Section53_DefaultWindow2GiB4KOneLevel) {
+TEST(TableGeometry, DefaultWindow2GiB4KOneLevel) {
   auto g = compute_geometry(12, 2 * GiB, 1);
   ASSERT_TRUE(g);
   EXPECT_EQ(g->block_bytes(), 4 * MiB);
@@ -18,7 +18,7 @@ TEST(TableGeometry, Section53_DefaultWindow2GiB4KOneLevel) {
   EXPECT_TRUE(check_allocatable(*g, kDefaultMaxAllocBytes));
 }
 
-TEST(TableGeometry, Section53_2GiB4KTwoLevels) {
+TEST(TableGeometry, Window2GiB4KTwoLevels) {
   auto g = compute_geometry(12, 2 * GiB, 2);
   ASSERT_TRUE(g);
   EXPECT_EQ(g->block_bytes(), 64 * KiB);
@@ -26,7 +26,7 @@ TEST(TableGeometry, Section53_2GiB4KTwoLevels) {
   EXPECT_EQ(accounting_bytes(12, 2 * GiB, 2), 2 * (4 * MiB + 64 * KiB));  // 8.125 MiB
 }
 
-TEST(TableGeometry, Section53_2to46_64K_OneLevelIsTooBigToAllocate) {
+TEST(TableGeometry, Window2To46Of64KOneLevelIsTooBigToAllocate) {
   auto g = compute_geometry(16, 1ull << 46, 1);
   ASSERT_TRUE(g);
   EXPECT_EQ(g->block_bytes(), 8 * GiB);
@@ -34,7 +34,7 @@ TEST(TableGeometry, Section53_2to46_64K_OneLevelIsTooBigToAllocate) {
   EXPECT_EQ(check_allocatable(*g, kDefaultMaxAllocBytes).error(), kENOMEM);
 }
 
-TEST(TableGeometry, Section53_2to46_64K_TwoLevels) {
+TEST(TableGeometry, Window2To46Of64KTwoLevels) {
   auto g = compute_geometry(16, 1ull << 46, 2);
   ASSERT_TRUE(g);
   EXPECT_EQ(g->block_bytes(), 256 * KiB);
@@ -44,7 +44,7 @@ TEST(TableGeometry, Section53_2to46_64K_TwoLevels) {
   EXPECT_EQ(charged / (64 * KiB), 262152u);
 }
 
-TEST(TableGeometry, Section53_55BitRule) {
+TEST(TableGeometry, FiftyFiveBitRuleRefusesThreeToFiveLevels) {
   EXPECT_EQ(compute_geometry(16, 1ull << 46, 3).error(), kEINVAL);  // 13*3+16 = 55
   EXPECT_EQ(compute_geometry(16, 1ull << 46, 4).error(), kEINVAL);  // 68
   EXPECT_EQ(compute_geometry(16, 1ull << 46, 5).error(), kEINVAL);  // 81
@@ -52,14 +52,14 @@ TEST(TableGeometry, Section53_55BitRule) {
   EXPECT_EQ(accounting_bytes(16, 1ull << 46, 3), 2 * (8192 * MiB + 1 * MiB + 64 * KiB));
 }
 
-TEST(TableGeometry, Section53_2to46_4K_TwoLevels) {
+TEST(TableGeometry, Window2To46Of4KTwoLevels) {
   auto g = compute_geometry(12, 1ull << 46, 2);
   ASSERT_TRUE(g);
   EXPECT_EQ(g->block_bytes(), 1 * MiB);
   EXPECT_EQ(accounting_bytes(12, 1ull << 46, 2), 262146 * MiB);
 }
 
-TEST(TableGeometry, Section53_2to46_16M) {
+TEST(TableGeometry, Window2To46Of16MFitsOnlyWithTwoLevels) {
   auto one = compute_geometry(24, 1ull << 46, 1);
   ASSERT_TRUE(one);
   EXPECT_EQ(one->block_bytes(), 32 * MiB);
@@ -83,7 +83,7 @@ TEST(TableGeometry, RejectsBadArguments) {
 
 // docs/kernel/tce-tables.md#small-windows: a window needing less than one 64 KiB table page is widened; the real size
 // is reported.
-TEST(TableGeometry, Q22SmallWindowIsWidened) {
+TEST(TableGeometry, SmallWindowIsWidened) {
   auto g = compute_geometry(16, 256 * MiB, 1);
   ASSERT_TRUE(g);
   EXPECT_EQ(g->size(), 8192u);
@@ -91,7 +91,7 @@ TEST(TableGeometry, Q22SmallWindowIsWidened) {
 }
 
 // docs/kernel/numbers.md#flat-table-for-the-nvlink2-example: the seed's 4556 MB is a slip of 4656 MiB.
-TEST(TableGeometry, Section51_ExactFitFlatTable) {
+TEST(TableGeometry, ExactFitFlatTableIs4656MiB) {
   const uint64_t end = 0x244000000000ull + 0x2000000000ull;
   EXPECT_EQ(exact_fit_flat_bytes(end, 16), 4882169856u);
   EXPECT_EQ(exact_fit_flat_bytes(end, 16) / MiB, 4656u);

@@ -20,7 +20,7 @@ TEST(TableGroup, WindowsStartAtTce32StartAnd2To59) {
 }
 
 // The NPU PE holds only the window programmed last; GPU PEs hold both (docs/kernel/table-groups.md#npu-pe-has-one-tve).
-TEST(TableGroup, Scenario69_NpuPeHoldsOnlyTheLastWindow) {
+TEST(TableGroup, NpuPeHoldsOnlyTheLastWindow) {
   Pe gpu("gpu", Pe::Kind::kPhb4), npu("npu", Pe::Kind::kNpu2);
   TableGroup group("compound", TableGroup::Ops::kNpuCompound, {}, {&gpu, &npu});
   group.take_ownership();

@@ -52,7 +52,7 @@ TEST(TceTable, EntriesAreBigEndianInMemory) {
 
 // A write-only mapping is stored R|W, and reads back as bidirectional
 // (docs/kernel/tce-tables.md#tce-format).
-TEST(TceTable, Scenario56_WriteImpliesRead) {
+TEST(TceTable, WriteImpliesRead) {
   auto t = make(16, 1ull << 30, 1, false);
   auto first = t->exchange(3, 0x30000, DmaDirection::kFromDevice);
   ASSERT_TRUE(first);
@@ -115,7 +115,7 @@ TEST(TceTable, ThreeLevelWalk) {
 
 // Threads writing entries under the same missing level end with one block, no leak
 // (pnv_tce's cmpxchg: docs/kernel/tce-tables.md#on-demand-levels).
-TEST(TceTable, Scenario80_ConcurrentLevelAllocationHasOneWinner) {
+TEST(TceTable, ConcurrentLevelAllocationHasOneWinner) {
   for (int round = 0; round < 50; ++round) {
     auto t = make(16, 1ull << 46, 2, false);
     const uint64_t before = t->allocated_blocks();
@@ -133,7 +133,7 @@ TEST(TceTable, Scenario80_ConcurrentLevelAllocationHasOneWinner) {
 
 // docs/kernel/numbers.md#on-demand-levels: mapping 16 GiB at 0 and 16 GiB at 0x244000000000 touches 16 leaf blocks:
 // 4.25 MiB per tree.
-TEST(TceTable, Section54_OnDemandMemoryForTheSeedLayout) {
+TEST(TceTable, OnDemandMemoryForTheSeedLayout) {
   auto t = make(16, 1ull << 46, 2);
   for (uint64_t base : {0ull, 0x244000000000ull}) {
     for (uint64_t off = 0; off < 16 * GiB; off += 2 * GiB) {

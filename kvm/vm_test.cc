@@ -71,7 +71,7 @@ class KvmTest : public ::testing::Test {
   Vm vm{as, 1};
 };
 
-TEST_F(KvmTest, Scenario70_CreateTceTableChecks) {
+TEST_F(KvmTest, CreateTceTableRefusesBadArgumentsDuplicatesAndOverLimit) {
   EXPECT_EQ(vm.create_tce_table({kLiobn, 16, 1, 0, 16}).error(), kEINVAL);
   EXPECT_EQ(vm.create_tce_table({kLiobn, 16, 0, 0, 0}).error(), kEINVAL);
   EXPECT_EQ(vm.create_tce_table({kLiobn, 11, 0, 0, 16}).error(), kEINVAL);
@@ -112,7 +112,7 @@ TEST(SttAccounting, ChargeOverflowIsNullopt) {
   EXPECT_TRUE(stt_charged_pages((1ull << 61) - 8192));
 }
 
-TEST_F(KvmTest, Scenario71_SetSpaprTceChecks) {
+TEST_F(KvmTest, SetSpaprTceNeedsAnAddedGroupAndAMatchingHostWindow) {
   ASSERT_TRUE(vm.create_tce_table({kLiobn, 24, 0, kWindow1 >> 24, (1ull << 40) >> 24}));
   EXPECT_EQ(vm.vfio_set_spapr_tce(g4.group, kLiobn).error(), kENOENT);  // group not added
   ASSERT_TRUE(vm.vfio_group_add(g4.group));
@@ -209,7 +209,7 @@ TEST_F(KvmTest, GroupHeldByKvmCannotLeaveItsContainer) {
   EXPECT_TRUE(g5.group.unset_container());
 }
 
-TEST_F(KvmTest, Scenario72_SixteenMegGuestPageIs256HostTces) {
+TEST_F(KvmTest, SixteenMegGuestPageIs256HostTces) {
   GuestTceTable* stt = attach_16m();
   const uint64_t tce = 16 * MiB | 3;  // guest RAM at 16 MiB, R|W
   ASSERT_EQ(vm.h_put_tce(kLiobn, kWindow1 + 16 * MiB, tce), kHSuccess);
@@ -223,7 +223,7 @@ TEST_F(KvmTest, Scenario72_SixteenMegGuestPageIs256HostTces) {
   EXPECT_EQ(stt->get(1), tce);
 }
 
-TEST_F(KvmTest, Scenario73_PutTceErrors) {
+TEST_F(KvmTest, PutTceRefusesUnknownLiobnBadIobaAndUnregisteredMemory) {
   attach_16m();
   EXPECT_EQ(vm.h_put_tce(0x42, kWindow1, 3), kHTooHard);  // unknown LIOBN: QEMU's emulated devices
   EXPECT_EQ(vm.h_put_tce(kLiobn, kWindow1 + 64 * KiB, 3), kHParameter);
@@ -234,7 +234,7 @@ TEST_F(KvmTest, Scenario73_PutTceErrors) {
   EXPECT_EQ(host_table().get(0), 0u);
 }
 
-TEST_F(KvmTest, Scenario74_FailureOnSubpage100ClearsTheWholeEntry) {  // nothing leaks; kvmppc_clear_tce leaked
+TEST_F(KvmTest, FailureOnSubpage100ClearsTheWholeEntry) {  // nothing leaks; kvmppc_clear_tce leaked
   ClientMemory part(32 * MiB, PROT_READ | PROT_WRITE, 16 * MiB);
   vfio_iommu_spapr_register_memory reg{sizeof(reg), 0, part.ua(), 100 * 64 * KiB};
   ASSERT_TRUE(iommu().register_memory(as, reg));
@@ -246,7 +246,7 @@ TEST_F(KvmTest, Scenario74_FailureOnSubpage100ClearsTheWholeEntry) {  // nothing
   EXPECT_EQ(vm.h_get_tce(kLiobn, kWindow1).second, 0u);
 }
 
-TEST_F(KvmTest, Scenario75_PutTceIndirect) {
+TEST_F(KvmTest, PutTceIndirectValidatesEveryEntryBeforeApplyingAny) {
   attach_16m();
   // The list lives in guest RAM at gpa 0.
   auto* list = reinterpret_cast<uint64_t*>(ram.ua());
@@ -273,7 +273,7 @@ TEST_F(KvmTest, IndirectListInUnreadableMemoryIsTooHard) {
   EXPECT_EQ(host_table().get(0), 0u);
 }
 
-TEST_F(KvmTest, Q20_IndirectEntryWithoutPermissionsUnmaps) {  // the kernel maps it and leaks a count
+TEST_F(KvmTest, IndirectEntryWithoutPermissionsUnmaps) {  // the kernel maps it and leaks a count
   attach_16m();
   ASSERT_EQ(vm.h_put_tce(kLiobn, kWindow1, (16 * MiB) | 3), kHSuccess);
   auto* list = reinterpret_cast<uint64_t*>(ram.ua());
@@ -307,7 +307,7 @@ TEST_F(KvmTest, IndirectEntryInNoMemorySlotIsParameter) {
   ASSERT_EQ(vm.h_stuff_tce(kLiobn, kWindow1, 0, 2), kHSuccess);
 }
 
-TEST_F(KvmTest, Scenario76_StuffTce) {
+TEST_F(KvmTest, StuffTceClearsEveryHostSubpageAndRefusesPermissions) {
   attach_16m();
   ASSERT_EQ(vm.h_put_tce(kLiobn, kWindow1, (16 * MiB) | 3), kHSuccess);
   ASSERT_EQ(vm.h_put_tce(kLiobn, kWindow1 + 16 * MiB, (32 * MiB) | 3), kHSuccess);
@@ -333,7 +333,7 @@ TEST_F(KvmTest, ZeroTceIntoAnUnallocatedPageAllocatesNothing) {
   EXPECT_EQ(vm.h_get_tce(kLiobn, kWindow1).second, 0u);
 }
 
-TEST_F(KvmTest, Scenario77_GetTce) {
+TEST_F(KvmTest, GetTceReturnsTheStoredGuestTceOrZero) {
   GuestTceTable* stt = attach_16m();
   EXPECT_EQ(vm.h_get_tce(kLiobn, kWindow1 + 48 * MiB), std::make_pair(kHSuccess, uint64_t{0}));
   EXPECT_EQ(stt->allocated_pages(), 0u);
@@ -343,7 +343,7 @@ TEST_F(KvmTest, Scenario77_GetTce) {
   EXPECT_EQ(vm.h_get_tce(kLiobn, kWindow1 + 4 * KiB).first, kHParameter);
 }
 
-TEST_F(KvmTest, Scenario78_PutTceIntoGpuRamIsDirect) {
+TEST_F(KvmTest, PutTceIntoGpuRamIsDirect) {
   ClientMemory gpu(64 * MiB, PROT_NONE, 16 * MiB);
   ASSERT_TRUE(as.pinner().add_special_mapping(gpu.ua(), gpu.size()));
   auto dev = as.registry().add_device(gpu.ua(), gpu.size() >> 16, kGpuHpa);
@@ -359,7 +359,7 @@ TEST_F(KvmTest, Scenario78_PutTceIntoGpuRamIsDirect) {
   EXPECT_TRUE(as.registry().put(*dev));
 }
 
-TEST_F(KvmTest, Scenario81_TwoVcpusIntoTheSameUnallocatedPage) {
+TEST_F(KvmTest, TwoVcpusIntoTheSameUnallocatedPageAllocateItOnce) {
   for (int round = 0; round < 50; ++round) {
     vm.release_tce_table(kLiobn);
     ASSERT_TRUE(vm.create_tce_table({kLiobn, 24, 0, kWindow1 >> 24, (1ull << 40) >> 24}));
@@ -498,7 +498,7 @@ TEST_F(KvmTest, WindowRemovedUnderAnAttachedGuestTable) {
   EXPECT_TRUE(held.expired()) << "the table outlived its last holder";
 }
 
-TEST_F(KvmTest, Scenario83_DeviceReleaseRacingPutTceIntoGpuRam) {
+TEST_F(KvmTest, DeviceReleaseRacingPutTceIntoGpuRamHasOneWinner) {
   ClientMemory gpu(64 * MiB, PROT_NONE, 16 * MiB);
   ASSERT_TRUE(vm.set_memory_region(1, 0x400000000000ull, gpu.size(), gpu.ua()));
   attach_16m();
@@ -530,7 +530,7 @@ namespace {
 
 // docs/kernel/kvm.md#kvm-set-notifier: the GPU is mapped to the guest's LPID in the NPU only when KVM was added to the
 // group before the device was opened; closing the device maps it back to the host.
-TEST(KvmNpuContext, Scenario22And23_MapLparOnlyForAKvmAddedBeforeOpen) {
+TEST(KvmNpuContext, MapLparOnlyForAKvmAddedBeforeOpen) {
   mm::AddressSpace as(process_options(1));
   auto host = vfio::Host::create(platform::Machine::load_default()).value();
   const platform::PciAddress gpu = platform::PciAddress::parse("0004:04:00.0").value();

@@ -40,7 +40,7 @@ TEST(RegisteredRegion, DeviceUaToHpaIsLinear) {
   EXPECT_EQ(r.ua_to_hpa(kUa + 16 * k64K, 16).error(), kEFAULT);
 }
 
-TEST(RegisteredRegion, Q21_DevicePageShiftIncludesTheUserAddressAlignment) {
+TEST(RegisteredRegion, DevicePageShiftIncludesTheUserAddressAlignment) {
   const uint64_t gpu = uint64_t{0x0400} << 32;  // 2^42 aligned
   const uint64_t size_pages = (uint64_t{128} << 30) >> 16;
   // An mmap only 64 KiB aligned: the kernel would say 37 (size) here, we say 16.
@@ -52,7 +52,7 @@ TEST(RegisteredRegion, Q21_DevicePageShiftIncludesTheUserAddressAlignment) {
   EXPECT_EQ(RegisteredRegion::device_page_shift(kUa + (uint64_t{1} << 24), size_pages, gpu), 24u);
 }
 
-TEST(RegisteredRegion, Q16_RegularPageShiftIsTheMinimumOverPages) {
+TEST(RegisteredRegion, RegularPageShiftIsTheMinimumOverPages) {
   const uint64_t ua2m = uint64_t{1} << 41;
   EXPECT_EQ(RegisteredRegion::regular_page_shift(ua2m, 64, 21), 21u);
   EXPECT_EQ(RegisteredRegion::regular_page_shift(ua2m, 64, 16), 16u) << "one normal page is enough";

@@ -39,7 +39,7 @@ class RegistryTest : public ::testing::Test {
   std::unique_ptr<AddressSpace> as_;
 };
 
-TEST_F(RegistryTest, S25_Register1GiBChargesItsPages) {
+TEST_F(RegistryTest, Register1GiBChargesItsPages) {
   TestMapping m(k1G);
   auto t0 = std::chrono::steady_clock::now();
   auto r = reg().add_regular(m.ua(), k1G / k64K);
@@ -59,7 +59,7 @@ TEST_F(RegistryTest, S25_Register1GiBChargesItsPages) {
   EXPECT_TRUE(reg().empty());
 }
 
-TEST_F(RegistryTest, S26_MisalignedOrWrappingRangesAreEinval) {
+TEST_F(RegistryTest, MisalignedOrWrappingRangesAreEinval) {
   TestMapping m(4 * k64K);
   EXPECT_EQ(reg().add_regular(m.ua() + 4096, 2).error(), kEINVAL);
   EXPECT_EQ(reg().add_regular(~uint64_t{0xFFFF}, 2).error(), kEINVAL);
@@ -70,7 +70,7 @@ TEST_F(RegistryTest, S26_MisalignedOrWrappingRangesAreEinval) {
   EXPECT_TRUE(reg().empty());
 }
 
-TEST_F(RegistryTest, S27_S28_ExactMatchIsSharedByGet) {
+TEST_F(RegistryTest, ExactMatchIsSharedByGet) {
   TestMapping m(8 * k64K);
   auto first = reg().add_regular(m.ua(), 8);
   ASSERT_TRUE(first);
@@ -89,7 +89,7 @@ TEST_F(RegistryTest, S27_S28_ExactMatchIsSharedByGet) {
   EXPECT_EQ(locked().locked_pages(), 0u);
 }
 
-TEST_F(RegistryTest, S29_OverlapIsEinvalAndLeavesNoChargeOrPinBehind) {
+TEST_F(RegistryTest, OverlapIsEinvalAndLeavesNoChargeOrPinBehind) {
   TestMapping m(16 * k64K);
   auto r = reg().add_regular(m.ua(), 8);
   ASSERT_TRUE(r);
@@ -121,7 +121,7 @@ struct FakeGpuRam {
   RegionRef region;
 };
 
-TEST_F(RegistryTest, S30_RangeStartingInsideGpuRamIsEfault) {
+TEST_F(RegistryTest, RangeStartingInsideGpuRamIsEfault) {
   FakeGpuRam gpu(reg(), pinner(), 32);
   // v5.2+ order: pinning comes first and refuses the PFN mapping, before the overlap check could say EINVAL.
   EXPECT_EQ(reg().add_regular(gpu.map.ua() + 4 * k64K, 8).error(), kEFAULT);
@@ -129,7 +129,7 @@ TEST_F(RegistryTest, S30_RangeStartingInsideGpuRamIsEfault) {
   EXPECT_EQ(pinner().pinned_pages(), 0u);
 }
 
-TEST_F(RegistryTest, S30_Q26_NormalMemoryFollowedByAHoleIsEfaultNotACount) {
+TEST_F(RegistryTest, NormalMemoryFollowedByAHoleIsEfaultNotACount) {
   TestMapping m(16 * k64K);
   m.punch(10 * k64K, 2 * k64K);
   auto r = reg().add_regular(m.ua(), 16);
@@ -140,7 +140,7 @@ TEST_F(RegistryTest, S30_Q26_NormalMemoryFollowedByAHoleIsEfaultNotACount) {
   EXPECT_TRUE(reg().empty());
 }
 
-TEST_F(RegistryTest, Q26_NormalMemoryRunningIntoGpuRamIsEfault) {
+TEST_F(RegistryTest, NormalMemoryRunningIntoGpuRamIsEfault) {
   TestMapping normal(8 * k64K);
   FakeGpuRam gpu(reg(), pinner(), 8);
   // Pretend GPU RAM directly follows the normal pages, as one user range: [normal, normal + 8) U special.
@@ -150,7 +150,7 @@ TEST_F(RegistryTest, Q26_NormalMemoryRunningIntoGpuRamIsEfault) {
   EXPECT_EQ(pinner().pinned_pages(), 0u);
 }
 
-TEST_F(RegistryTest, S31_GpuRamRegisteredAgainExactlyIsSharedWithoutCharge) {
+TEST_F(RegistryTest, GpuRamRegisteredAgainExactlyIsSharedWithoutCharge) {
   FakeGpuRam gpu(reg(), pinner(), 32);
   auto again = reg().get(gpu.map.ua(), 32);  // what a REGISTER of exactly the mmap does first
   ASSERT_TRUE(again);
@@ -163,7 +163,7 @@ TEST_F(RegistryTest, S31_GpuRamRegisteredAgainExactlyIsSharedWithoutCharge) {
   EXPECT_TRUE(reg().empty());
 }
 
-TEST_F(RegistryTest, Invariant1_DeviceMemoryIsNeverPinnedOrCharged) {
+TEST_F(RegistryTest, DeviceMemoryIsNeverPinnedOrCharged) {
   TestMapping m(4 * k64K);
   auto dev = reg().add_device(m.ua(), 4, kGpuHpa);
   ASSERT_TRUE(dev);
@@ -175,7 +175,7 @@ TEST_F(RegistryTest, Invariant1_DeviceMemoryIsNeverPinnedOrCharged) {
   EXPECT_EQ(locked().underflows(), 0u);
 }
 
-TEST_F(RegistryTest, S32_OverRlimitWithoutCapIsEnomem) {
+TEST_F(RegistryTest, OverRlimitWithoutCapIsEnomem) {
   make(MemlockPolicy::fixed(8 * k64K, false));
   TestMapping m(16 * k64K);
   ASSERT_TRUE(reg().add_regular(m.ua(), 4));
@@ -187,7 +187,7 @@ TEST_F(RegistryTest, S32_OverRlimitWithoutCapIsEnomem) {
   EXPECT_EQ(locked().locked_pages(), 16u);
 }
 
-TEST_F(RegistryTest, S33_UnmappedAddressIsEfaultAndChargeRolledBack) {
+TEST_F(RegistryTest, UnmappedAddressIsEfaultAndChargeRolledBack) {
   TestMapping m(4 * k64K);
   const uint64_t ua = m.ua();
   m.punch(0, 4 * k64K);
@@ -201,14 +201,14 @@ TEST_F(RegistryTest, ReadOnlyMemoryIsEfault) {
   EXPECT_EQ(locked().locked_pages(), 0u);
 }
 
-TEST_F(RegistryTest, S34_Q8_SizeZeroIsEinval) {
+TEST_F(RegistryTest, SizeZeroIsEinval) {
   TestMapping m(k64K);
   EXPECT_EQ(reg().add_regular(m.ua(), 0).error(), kEINVAL);  // kernel: ENOMEM (zero-length allocation)
   EXPECT_EQ(reg().add_device(m.ua(), 0, kGpuHpa).error(), kEINVAL);
   EXPECT_EQ(locked().locked_pages(), 0u);
 }
 
-TEST_F(RegistryTest, S38_Hugetlb2MiBRegionHasPageShift21) {
+TEST_F(RegistryTest, Hugetlb2MiBRegionHasPageShift21) {
   TestMapping m(4 * k2M, k2M);
   shifts_->set(m.ua(), m.len(), 21);
   auto r = reg().add_regular(m.ua(), m.pages());
@@ -221,7 +221,7 @@ TEST_F(RegistryTest, S38_Hugetlb2MiBRegionHasPageShift21) {
   EXPECT_EQ((*r)->ua_to_hpa(m.ua(), 24).error(), kEFAULT);
 }
 
-TEST_F(RegistryTest, S38_SameRangeWithNormalPagesHasPageShift16) {
+TEST_F(RegistryTest, SameRangeWithNormalPagesHasPageShift16) {
   TestMapping m(4 * k2M, k2M);
   auto r = reg().add_regular(m.ua(), m.pages());
   ASSERT_TRUE(r);
@@ -229,7 +229,7 @@ TEST_F(RegistryTest, S38_SameRangeWithNormalPagesHasPageShift16) {
   EXPECT_EQ((*r)->ua_to_hpa(m.ua(), 21).error(), kEFAULT);
 }
 
-TEST_F(RegistryTest, Q16_MixedHugeThenNormalPagesGivePageShift16) {
+TEST_F(RegistryTest, MixedHugeThenNormalPagesGivePageShift16) {
   TestMapping m(4 * k2M, k2M);
   shifts_->set(m.ua(), 2 * k2M, 21);  // huge pages first, normal pages after: the kernel kept 21
   auto r = reg().add_regular(m.ua(), m.pages());
@@ -334,7 +334,7 @@ TEST_F(RegistryTest, HpasOfTheRegionAreThePinnersAndReachTheClient) {
 
 // UNREGISTER racing MAP. Either the map wins (put gives EBUSY) or the unregister wins (the map finds nothing
 // or gets ENXIO). Never a counted mapping on a released region.
-TEST_F(RegistryTest, S79_UnregisterRacingMapNeverLeavesAMappingOnAFreedRegion) {
+TEST_F(RegistryTest, UnregisterRacingMapNeverLeavesAMappingOnAFreedRegion) {
   TestMapping m(4 * k64K);
   int map_won = 0, unregister_won = 0;
   for (int round = 0; round < 2000; ++round) {

@@ -122,7 +122,7 @@ class DeviceTest : public ::testing::Test {
   Group* group_ = nullptr;
 };
 
-TEST_F(DeviceTest, Scenario01_GpuWithACompleteTreeHasTheGpuRamRegion) {
+TEST_F(DeviceTest, GpuWithACompleteTreeHasTheGpuRamRegion) {
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   EXPECT_EQ(info(gpu).num_regions, 10u);
@@ -138,7 +138,7 @@ TEST_F(DeviceTest, Scenario01_GpuWithACompleteTreeHasTheGpuRamRegion) {
   EXPECT_EQ(type.subtype, 1u);
 }
 
-TEST_F(DeviceTest, Scenario02_ShortArgszSaysHowMuchIsNeeded) {
+TEST_F(DeviceTest, ShortArgszSaysHowMuchIsNeeded) {
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   auto buf = region_info(gpu, 9, 32);
@@ -147,7 +147,7 @@ TEST_F(DeviceTest, Scenario02_ShortArgszSaysHowMuchIsNeeded) {
   EXPECT_TRUE(ri(buf).flags & VFIO_REGION_INFO_FLAG_CAPS);
 }
 
-TEST_F(DeviceTest, Scenario03_GpuChainIsTypeThenSsatgt) {
+TEST_F(DeviceTest, GpuChainIsTypeThenSsatgt) {
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   auto buf = region_info(gpu, 9, 64);
@@ -161,7 +161,7 @@ TEST_F(DeviceTest, Scenario03_GpuChainIsTypeThenSsatgt) {
   EXPECT_EQ(tgt.tgt, 0x0400'0000'0000ull);  // ibm,device-tgt-addr of 0006:00:00.0
 }
 
-TEST_F(DeviceTest, Scenario04_BridgeChainIsTypeSsatgtLnkspd) {
+TEST_F(DeviceTest, BridgeChainIsTypeSsatgtLnkspd) {
   attach();
   PciDevice* bridge = must_open("0006:00:00.1");
   auto small = region_info(bridge, 9, 32);
@@ -180,7 +180,7 @@ TEST_F(DeviceTest, Scenario04_BridgeChainIsTypeSsatgtLnkspd) {
   EXPECT_EQ(speed.link_speed, 9u);
 }
 
-TEST_F(DeviceTest, Scenario05_MissingAtsdEntryFallsBackToEntry0) {
+TEST_F(DeviceTest, MissingAtsdEntryFallsBackToEntry0) {
   load("kernel-one-atsd.dts");
   attach(5);  // GPU 0004:05:00.0's bridges use links 2 and 3
   PciDevice* bridge = must_open("0006:00:01.1");
@@ -192,41 +192,41 @@ TEST_F(DeviceTest, Scenario05_MissingAtsdEntryFallsBackToEntry0) {
   bridge->munmap(p, 64 * KiB);
 }
 
-TEST_F(DeviceTest, Scenario06_BridgeWithoutAtsdGetsNoRegion) {  // the kernel offers size 0 (QEMU 7.2 aborts)
+TEST_F(DeviceTest, BridgeWithoutAtsdGetsNoRegion) {  // the kernel offers size 0 (QEMU 7.2 aborts)
   load("kernel-no-atsd.dts");
   attach();
   PciDevice* bridge = must_open("0006:00:00.0");
   EXPECT_EQ(info(bridge).num_regions, 9u);
 }
 
-TEST_F(DeviceTest, Scenario07_GpuWithoutNpuHasNoExtraRegion) {
+TEST_F(DeviceTest, GpuWithoutNpuHasNoExtraRegion) {
   load("kernel-gpu-no-npu.dts");
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   EXPECT_EQ(info(gpu).num_regions, 9u);
 }
 
-TEST_F(DeviceTest, Scenario08_NpuWithoutMemoryRegionIsNotAnNvlink2Device) {
+TEST_F(DeviceTest, NpuWithoutMemoryRegionIsNotAnNvlink2Device) {
   load("kernel-no-memory-region.dts");
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   EXPECT_EQ(info(gpu).num_regions, 9u);
 }
 
-TEST_F(DeviceTest, Scenario09_NpuWithoutTgtFailsTheGpuOpen) {
+TEST_F(DeviceTest, NpuWithoutTgtFailsTheGpuOpen) {
   load("kernel-no-tgt.dts");
   attach();
   EXPECT_EQ(open("0004:04:00.0").error(), kEFAULT);
   EXPECT_EQ(open("0006:00:00.0").error(), kEFAULT);  // the bridge needs it too (vfio_pci_ibm_npu2_init)
 }
 
-TEST_F(DeviceTest, Scenario10_ThreeCellMemoryRegFailsTheOpen) {
+TEST_F(DeviceTest, ThreeCellMemoryRegFailsTheOpen) {
   load("memory-reg-3-cells.dts");
   attach();
   EXPECT_EQ(open("0004:04:00.0").error(), kEINVAL);
 }
 
-TEST_F(DeviceTest, Scenario11_BridgeWithoutSpeedOrLinkIndex) {
+TEST_F(DeviceTest, BridgeWithoutSpeedFailsAndWithoutLinkIndexHasNoRegion) {
   load("kernel-no-nvlink-speed.dts");
   attach();
   EXPECT_EQ(open("0006:00:00.0").error(), kEFAULT);
@@ -239,7 +239,7 @@ TEST_F(DeviceTest, Scenario11_BridgeWithoutSpeedOrLinkIndex) {
   EXPECT_EQ(info(bridge).num_regions, 9u);
 }
 
-TEST_F(DeviceTest, Scenario12_RegionIndexPastTheEndIsEINVAL) {
+TEST_F(DeviceTest, RegionIndexPastTheEndIsEINVAL) {
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   Result<long> r;
@@ -247,7 +247,7 @@ TEST_F(DeviceTest, Scenario12_RegionIndexPastTheEndIsEINVAL) {
   EXPECT_EQ(r.error(), kEINVAL);
 }
 
-TEST_F(DeviceTest, Scenario13_GpuRamReadWriteRoundTrip) {
+TEST_F(DeviceTest, GpuRamReadWriteRoundTripsAndClipsAtTheEnd) {
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   for (uint64_t pos : {0ull, 0x1234ull}) {
@@ -265,7 +265,7 @@ TEST_F(DeviceTest, Scenario13_GpuRamReadWriteRoundTrip) {
   EXPECT_EQ(gpu->read(tail, region_offset(9) + kGpuWindow).error(), kEINVAL);
 }
 
-TEST_F(DeviceTest, Scenario14_MmapGpuRamRegistersDeviceMemoryWithoutCharge) {
+TEST_F(DeviceTest, MmapGpuRamRegistersDeviceMemoryWithoutCharge) {
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   const uint64_t locked = as_.locked_memory().locked_pages();
@@ -286,7 +286,7 @@ TEST_F(DeviceTest, Scenario14_MmapGpuRamRegistersDeviceMemoryWithoutCharge) {
   EXPECT_TRUE(as_.registry().empty());  // released with the device
 }
 
-TEST_F(DeviceTest, Scenario15_PrivateOrOversizedMmapIsEINVAL) {
+TEST_F(DeviceTest, PrivateOrOversizedMmapIsEINVAL) {
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   EXPECT_EQ(gpu->mmap(as_, nullptr, 64 * KiB, PROT_READ, MAP_PRIVATE, region_offset(9)).error(), kEINVAL);
@@ -316,7 +316,7 @@ TEST_F(DeviceTest, RefusedGpuRamMmapLeavesTheOneMmapForARetry) {
   EXPECT_EQ(gpu->mmap(as_, nullptr, 1 * GiB, PROT_READ, MAP_SHARED, region_offset(9)).error(), kEPERM);
 }
 
-TEST_F(DeviceTest, Scenario16_SecondMmapIsEPERMUntilReopen) {
+TEST_F(DeviceTest, SecondMmapIsEPERMUntilReopen) {
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   auto p = gpu->mmap(as_, nullptr, 1 * GiB, PROT_READ | PROT_WRITE, MAP_SHARED, region_offset(9));
@@ -334,7 +334,7 @@ TEST_F(DeviceTest, Scenario16_SecondMmapIsEPERMUntilReopen) {
   }
 }
 
-TEST_F(DeviceTest, Scenario17_FaultedPageIsTheWindowPage) {
+TEST_F(DeviceTest, FaultedPageIsTheWindowPage) {
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   // Train the GPU's links first: touching GPU RAM before that is an HMI.
@@ -355,13 +355,13 @@ TEST_F(DeviceTest, Scenario17_FaultedPageIsTheWindowPage) {
   gpu->munmap(*p, 1 * GiB);
 }
 
-TEST_F(DeviceTest, Scenario18_NonZeroOffsetIsEINVAL) {  // docs/kernel/regions.md#gpu-ram-mmap
+TEST_F(DeviceTest, NonZeroOffsetIsEINVAL) {  // docs/kernel/regions.md#gpu-ram-mmap
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   EXPECT_EQ(gpu->mmap(as_, nullptr, 64 * KiB, PROT_READ, MAP_SHARED, region_offset(9) + 64 * KiB).error(), kEINVAL);
 }
 
-TEST_F(DeviceTest, Scenario19_MmapOverARegisteredRangeIsEINVALThenEPERM) {
+TEST_F(DeviceTest, MmapOverARegisteredRangeIsEINVALThenEPERM) {
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   ClientMemory ram(2 * MiB);
@@ -373,7 +373,7 @@ TEST_F(DeviceTest, Scenario19_MmapOverARegisteredRangeIsEINVALThenEPERM) {
   EXPECT_EQ(gpu->mmap(as_, nullptr, 2 * MiB, PROT_READ, MAP_SHARED, region_offset(9)).error(), kEPERM);
 }
 
-TEST_F(DeviceTest, Scenario20_AtsdMmapIsExactly64K) {
+TEST_F(DeviceTest, AtsdMmapIsExactly64K) {
   attach();
   PciDevice* bridge = must_open("0006:00:00.0");
   EXPECT_EQ(bridge->mmap(as_, nullptr, 128 * KiB, PROT_READ, MAP_SHARED, region_offset(9)).error(), kEINVAL);
@@ -388,13 +388,13 @@ TEST_F(DeviceTest, Scenario20_AtsdMmapIsExactly64K) {
   bridge->munmap(*p, 64 * KiB);
 }
 
-TEST_F(DeviceTest, Scenario21_MmapPastTheExtraRegionsIsEINVAL) {
+TEST_F(DeviceTest, MmapPastTheExtraRegionsIsEINVAL) {
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   EXPECT_EQ(gpu->mmap(as_, nullptr, 64 * KiB, PROT_READ, MAP_SHARED, region_offset(11)).error(), kEINVAL);
 }
 
-TEST_F(DeviceTest, Scenario24_ReleaseWhileTcesMapGpuRamKeepsTheRegistration) {  // vfio_pci_nvgpu_release: reported, kept
+TEST_F(DeviceTest, ReleaseWhileTcesMapGpuRamKeepsTheRegistration) {  // vfio_pci_nvgpu_release: reported, kept
   attach();
   PciDevice* gpu = must_open("0004:04:00.0");
   auto p = gpu->mmap(as_, nullptr, 1 * GiB, PROT_READ | PROT_WRITE, MAP_SHARED, region_offset(9));

@@ -24,7 +24,7 @@ TEST_F(V2, EehOpsReachTheGroupsPe) {
   EXPECT_EQ(iommu().eeh_pe_op(as, op).error(), kEINVAL);
 }
 
-TEST(SpaprTce, Q13_EehOpWithoutGroupsIsZero) {  // kept from the kernel
+TEST(SpaprTce, EehOpWithoutGroupsIsZero) {  // kept from the kernel
   mm::AddressSpace as(testing::process_options(1));
   auto v2 = SpaprTceIommu::open(VFIO_SPAPR_TCE_v2_IOMMU);
   vfio_eeh_pe_op op{sizeof(op), 0, 42};  // even an unknown op: no group is asked

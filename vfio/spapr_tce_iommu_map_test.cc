@@ -96,7 +96,7 @@ TEST_F(V2, MappedCountsStayExactWhenCountedPerRun) {
   EXPECT_TRUE(unreg(m.ua() + 1 * MiB, 1 * MiB));
 }
 
-TEST_F(V2, Scenario52_MapFlagAndArgszChecks) {
+TEST_F(V2, MapRefusesUnknownFlagsNoPermissionAndShortArgsz) {
   ClientMemory m(1 * MiB);
   ASSERT_TRUE(reg(m.ua(), 1 * MiB));
   EXPECT_EQ(map(0, m.ua(), 64 * KiB, 4 | VFIO_DMA_MAP_FLAG_READ).error(), kEINVAL);
@@ -105,7 +105,7 @@ TEST_F(V2, Scenario52_MapFlagAndArgszChecks) {
   EXPECT_EQ(iommu().map_dma(as, short_arg).error(), kEINVAL);
 }
 
-TEST_F(V2, Scenario53_NoWindowAndMisalignedSizes) {
+TEST_F(V2, MapOutsideAnyWindowIsENXIOAndMisalignedSizeIsEINVAL) {
   ClientMemory m(1 * MiB);
   ASSERT_TRUE(reg(m.ua(), 1 * MiB));
   qemu_windows();
@@ -114,7 +114,7 @@ TEST_F(V2, Scenario53_NoWindowAndMisalignedSizes) {
   EXPECT_EQ(map(kWindow1, m.ua() + 4 * KiB, 64 * KiB).error(), kEINVAL);
 }
 
-TEST_F(V2, Scenario54_MisalignedIovaIsEINVAL) {  // the kernel returns +1
+TEST_F(V2, MisalignedIovaIsEINVAL) {  // the kernel returns +1
   ClientMemory m(1 * MiB);
   ASSERT_TRUE(reg(m.ua(), 1 * MiB));
   qemu_windows();
@@ -122,7 +122,7 @@ TEST_F(V2, Scenario54_MisalignedIovaIsEINVAL) {  // the kernel returns +1
   EXPECT_EQ(unmap(kWindow1 + 4 * KiB, 64 * KiB).error(), kEINVAL);
 }
 
-TEST_F(V2, Scenario55_OutsideRegisteredMemoryAndStraddlingRollsBack) {
+TEST_F(V2, MapOutsideRegisteredMemoryIsEINVALAndStraddlingRollsBack) {
   ClientMemory m(2 * MiB);
   ASSERT_TRUE(reg(m.ua(), 1 * MiB));
   qemu_windows();
@@ -132,7 +132,7 @@ TEST_F(V2, Scenario55_OutsideRegisteredMemoryAndStraddlingRollsBack) {
   EXPECT_EQ(iommu().registrations().front()->mapped(), 1u);
 }
 
-TEST_F(V2, Scenario56_WriteOnlyIsStoredReadWrite) {
+TEST_F(V2, WriteOnlyIsStoredReadWrite) {
   ClientMemory m(1 * MiB);
   ASSERT_TRUE(reg(m.ua(), 1 * MiB));
   qemu_windows();
@@ -143,7 +143,7 @@ TEST_F(V2, Scenario56_WriteOnlyIsStoredReadWrite) {
   EXPECT_TRUE(iommu().registrations().front()->is_dirty(m.ua()));
 }
 
-TEST_F(V2, Scenario57_MapOverAMappingMovesTheCounts) {
+TEST_F(V2, MapOverAMappingMovesTheCounts) {
   ClientMemory a(1 * MiB), b(1 * MiB);
   ASSERT_TRUE(reg(a.ua(), 1 * MiB));
   ASSERT_TRUE(reg(b.ua(), 1 * MiB));
@@ -157,7 +157,7 @@ TEST_F(V2, Scenario57_MapOverAMappingMovesTheCounts) {
   EXPECT_EQ(window(1).cached_ua(0), b.ua());
 }
 
-TEST_F(V2, Scenario58_MapGpuRamIsDirectWithNoPin) {
+TEST_F(V2, MapGpuRamIsDirectWithNoPin) {
   ClientMemory gpu(16 * MiB, PROT_NONE);
   mm::RegionRef dev = gpu_ram(gpu);
   ASSERT_TRUE(reg(gpu.ua(), gpu.size()));
@@ -174,7 +174,7 @@ TEST_F(V2, Scenario58_MapGpuRamIsDirectWithNoPin) {
   EXPECT_TRUE(as.registry().put(dev));
 }
 
-TEST_F(V2, Scenario61_MapPastTheWindowEndIsEINVAL) {  // the kernel writes past the window
+TEST_F(V2, MapPastTheWindowEndIsEINVAL) {  // the kernel writes past the window
   ClientMemory m(1 * MiB);
   ASSERT_TRUE(reg(m.ua(), 1 * MiB));
   ASSERT_TRUE(remove(0));
@@ -183,7 +183,7 @@ TEST_F(V2, Scenario61_MapPastTheWindowEndIsEINVAL) {  // the kernel writes past 
   EXPECT_EQ(unmap(512 * MiB - 64 * KiB, 128 * KiB).error(), kEINVAL);
 }
 
-TEST_F(V2, Scenario62_UnmapRules) {
+TEST_F(V2, UnmapRefusesFlagsAndMisalignedSizesAndAllocatesNothing) {
   ClientMemory m(1 * MiB);
   ASSERT_TRUE(reg(m.ua(), 1 * MiB));
   qemu_windows();
@@ -196,7 +196,7 @@ TEST_F(V2, Scenario62_UnmapRules) {
   EXPECT_EQ(window(1).allocated_bytes(), before);
 }
 
-TEST(SpaprTce, Scenario64_V1EnablePinsAndDisable) {
+TEST(SpaprTce, V1EnableChargesTheWindowAndMapPinsEachPage) {
   mm::AddressSpace as(process_options(1));
   auto v1 = SpaprTceIommu::open(VFIO_SPAPR_TCE_IOMMU);
   EXPECT_EQ((*v1)->enable(as).error(), kENODEV);  // no group
@@ -246,7 +246,7 @@ TEST(SpaprTce, V1MapRefusedForSmallBackingReleasesThePin) {
   (*v1)->detach_group(g.group);
 }
 
-TEST(SpaprTce, Scenario60_LargePagesNeedLargeBacking) {
+TEST(SpaprTce, LargePagesNeedLargeBacking) {
   auto shifts = std::make_shared<mm::FixedPageShiftSource>();
   mm::AddressSpaceOptions o = process_options(1);
   o.pinner.page_shifts = shifts;

@@ -15,7 +15,7 @@ namespace {
 
 using namespace testing;
 
-TEST_F(V2, Scenario79_UnregisterRacingMapNeverLeavesATceIntoAFreedRegion) {
+TEST_F(V2, UnregisterRacingMapNeverLeavesATceIntoAFreedRegion) {
   ClientMemory m(1 * MiB);
   qemu_windows();
   for (int round = 0; round < 200; ++round) {
@@ -35,7 +35,7 @@ TEST_F(V2, Scenario79_UnregisterRacingMapNeverLeavesATceIntoAFreedRegion) {
   }
 }
 
-TEST_F(V2, Scenario80_ConcurrentMapsUnderOneMissingLevel) {
+TEST_F(V2, ConcurrentMapsUnderOneMissingLevelAllocateOneBlock) {
   ClientMemory m(4 * MiB);
   ASSERT_TRUE(reg(m.ua(), 4 * MiB));
   qemu_windows();
@@ -48,7 +48,7 @@ TEST_F(V2, Scenario80_ConcurrentMapsUnderOneMissingLevel) {
   EXPECT_EQ(window(1).allocated_blocks(), before + 2);  // one leaf for the table, one for the cache
 }
 
-TEST_F(V2, Scenario84_RemoveRacingMapIsSerialised) {
+TEST_F(V2, RemoveRacingMapIsSerialised) {
   ClientMemory m(1 * MiB);
   ASSERT_TRUE(reg(m.ua(), 1 * MiB));
   for (int round = 0; round < 100; ++round) {

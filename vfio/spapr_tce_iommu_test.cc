@@ -36,7 +36,7 @@ TEST(Container, SetIommuRules) {
   c.detach_group(g.group);
 }
 
-TEST(SpaprTce, Scenario63_V1RefusesIoda2AndCompoundGroups) {
+TEST(SpaprTce, V1RefusesIoda2AndCompoundGroups) {
   NvlinkGroup nv(4);
   PhbGroup phb(7);
   Container c;
@@ -51,7 +51,7 @@ TEST(SpaprTce, Scenario63_V1RefusesIoda2AndCompoundGroups) {
   d.detach_group(phb.group);
 }
 
-TEST(SpaprTce, Scenario65_AttachRules) {
+TEST(SpaprTce, AttachRefusesMismatchedDuplicateAndDatalessGroups) {
   NvlinkGroup nv(4), nv5(5);
   PhbGroup phb(7);
   LegacyGroup legacy(3);
@@ -94,7 +94,7 @@ TEST(SpaprTce, AttachRefusalsComeBeforeItsAllocation) {
   (*v2)->detach_group(nv.group);
 }
 
-TEST_F(V2, Scenario66_SecondGroupGetsEveryWindow) {
+TEST_F(V2, SecondGroupGetsEveryWindow) {
   qemu_windows();
   NvlinkGroup g5(5);
   ASSERT_TRUE(container.attach_group(g5.group));
@@ -104,7 +104,7 @@ TEST_F(V2, Scenario66_SecondGroupGetsEveryWindow) {
   container.detach_group(g5.group);
 }
 
-TEST_F(V2, Scenario67_DetachKeepsTablesReattachReprograms) {
+TEST_F(V2, DetachKeepsTablesReattachReprograms) {
   qemu_windows();
   NvlinkGroup g5(5);
   ASSERT_TRUE(container.attach_group(g5.group));
@@ -118,7 +118,7 @@ TEST_F(V2, Scenario67_DetachKeepsTablesReattachReprograms) {
   container.detach_group(g5.group);
 }
 
-TEST(SpaprTce, Scenario68_CloseWithLiveMappingsRestoresLockedMemory) {
+TEST(SpaprTce, CloseWithLiveMappingsRestoresLockedMemory) {
   mm::AddressSpace as(process_options(1));
   ClientMemory m(4 * MiB);
   ClientMemory gpu(16 * MiB, PROT_NONE);
@@ -147,7 +147,7 @@ TEST(SpaprTce, Scenario68_CloseWithLiveMappingsRestoresLockedMemory) {
   EXPECT_EQ(g.gpu.window_count(), 0u);
 }
 
-TEST(SpaprTce, Scenario85_ProcessExitWithEverythingSetUp) {
+TEST(SpaprTce, ProcessExitWithEverythingSetUpRestoresEverything) {
   mm::AddressSpace as(process_options(1));
   ClientMemory m(2 * MiB);
   NvlinkGroup g4(4), g5(5);

@@ -14,7 +14,7 @@ namespace {
 
 using namespace testing;
 
-TEST(SpaprTce, Scenario39_GetInfoNoGroupThenCompoundGroup) {
+TEST(SpaprTce, GetInfoIsENXIOWithoutAGroupAndDescribesTheCompoundGroup) {
   mm::AddressSpace as(process_options(1));
   auto v2 = SpaprTceIommu::open(VFIO_SPAPR_TCE_v2_IOMMU);
   ASSERT_TRUE(v2);
@@ -32,7 +32,7 @@ TEST(SpaprTce, Scenario39_GetInfoNoGroupThenCompoundGroup) {
   (*v2)->detach_group(g.group);
 }
 
-TEST_F(V2, Scenario40_GetInfoArgszRules) {
+TEST_F(V2, GetInfoWritesOnlyWhatArgszCoversAndRefusesShortArgsz) {
   vfio_iommu_spapr_tce_info info;
   std::memset(&info, 0xAB, sizeof(info));
   info.argsz = 16;
@@ -44,7 +44,7 @@ TEST_F(V2, Scenario40_GetInfoArgszRules) {
             kEINVAL);
 }
 
-TEST(SpaprTce, Scenario40_V1HasNoDdwFlag) {
+TEST(SpaprTce, V1HasNoDdwFlag) {
   mm::AddressSpace as(process_options(1));
   LegacyGroup g(3);
   auto v1 = SpaprTceIommu::open(VFIO_SPAPR_TCE_IOMMU);
@@ -55,7 +55,7 @@ TEST(SpaprTce, Scenario40_V1HasNoDdwFlag) {
   (*v1)->detach_group(g.group);
 }
 
-TEST_F(V2, Scenario41_FirstMapCreatesTheDefaultWindow) {
+TEST_F(V2, FirstMapCreatesTheDefaultWindow) {
   ClientMemory m(1 * MiB);
   ASSERT_TRUE(reg(m.ua(), 1 * MiB));
   EXPECT_TRUE(iommu().default_window_pending());
@@ -67,7 +67,7 @@ TEST_F(V2, Scenario41_FirstMapCreatesTheDefaultWindow) {
   EXPECT_EQ(locked(), 16u + 128u);
 }
 
-TEST_F(V2, Scenario42_RemoveWhilePendingThenMapIsENXIO) {
+TEST_F(V2, RemoveWhilePendingThenMapIsENXIO) {
   ClientMemory m(1 * MiB);
   ASSERT_TRUE(reg(m.ua(), 1 * MiB));
   ASSERT_TRUE(remove(0));
@@ -75,7 +75,7 @@ TEST_F(V2, Scenario42_RemoveWhilePendingThenMapIsENXIO) {
   EXPECT_EQ(map(0, m.ua(), 64 * KiB).error(), kENXIO);
 }
 
-TEST_F(V2, Scenario43_CreateLandsInSlot1WithDefaultWindow) {
+TEST_F(V2, CreateLandsInSlot1WithDefaultWindow) {
   const uint64_t start = locked();
   ASSERT_EQ(create(16, 1ull << 46, 2), kWindow1);  // the pending default window is created first, in slot 0
   EXPECT_EQ(iommu().windows().size(), 2u);
@@ -86,7 +86,7 @@ TEST_F(V2, Scenario43_CreateLandsInSlot1WithDefaultWindow) {
   EXPECT_EQ(create(16, 1ull << 46, 2), 0u);  // slot 0 free: start 0
 }
 
-TEST_F(V2, Scenario44_CreateRejectsBadLevelsSizesAndPageShifts) {
+TEST_F(V2, CreateRejectsBadLevelsSizesAndPageShifts) {
   ASSERT_TRUE(remove(0));
   EXPECT_EQ(create(16, 1ull << 40, 0).error(), kEINVAL);
   EXPECT_EQ(create(16, 1ull << 40, 6).error(), kEINVAL);
@@ -95,19 +95,19 @@ TEST_F(V2, Scenario44_CreateRejectsBadLevelsSizesAndPageShifts) {
   EXPECT_EQ(locked(), 0u);
 }
 
-TEST_F(V2, Scenario45_FiftyFiveBitRuleRollsBackTheCharge) {  // the kernel leaks the 16386.125 MiB charge
+TEST_F(V2, FiftyFiveBitRuleRollsBackTheCharge) {  // the kernel leaks the 16386.125 MiB charge
   ASSERT_TRUE(remove(0));
   EXPECT_EQ(create(16, 1ull << 46, 3).error(), kEINVAL);
   EXPECT_EQ(locked(), 0u);
 }
 
-TEST_F(V2, Scenario46_OneLevel2To46IsENOMEMWithNoCharge) {
+TEST_F(V2, OneLevel2To46IsENOMEMWithNoCharge) {
   ASSERT_TRUE(remove(0));
   EXPECT_EQ(create(16, 1ull << 46, 1).error(), kENOMEM);
   EXPECT_EQ(locked(), 0u);
 }
 
-TEST_F(V2, Scenario47_NoFreeSlotFlagsArgszAndV1) {
+TEST_F(V2, CreateRefusesAThirdWindowBadFlagsShortArgszAndV1) {
   ASSERT_TRUE(create(16, 1ull << 40, 2));  // default + this
   EXPECT_EQ(create(16, 1ull << 40, 2).error(), kENOSPC);
   vfio_iommu_spapr_tce_create c{sizeof(c), 1, 16, 0, 1ull << 40, 2, 0};
@@ -120,7 +120,7 @@ TEST_F(V2, Scenario47_NoFreeSlotFlagsArgszAndV1) {
   EXPECT_EQ((*v1)->create_window(as, c).error(), kENOTTY);
 }
 
-TEST_F(V2, Scenario48_RemoveClearsRestoresAndFrees) {
+TEST_F(V2, RemoveClearsRestoresAndFrees) {
   ClientMemory m(1 * MiB);
   ASSERT_TRUE(reg(m.ua(), 1 * MiB));
   qemu_windows();
@@ -135,13 +135,13 @@ TEST_F(V2, Scenario48_RemoveClearsRestoresAndFrees) {
   EXPECT_EQ(remove(kWindow1).error(), kEINVAL);
 }
 
-TEST_F(V2, Scenario49_RemoveByAnAddressInsideTheWindow) {  // kept from tce_iommu_find_table
+TEST_F(V2, RemoveByAnAddressInsideTheWindow) {  // kept from tce_iommu_find_table
   qemu_windows();
   EXPECT_TRUE(remove(kWindow1 + 64 * KiB));
   EXPECT_EQ(iommu().windows().size(), 1u);
 }
 
-TEST_F(V2, Scenario50_SmallWindowIsWidened) {  // kept, and the real size reported
+TEST_F(V2, SmallWindowIsWidened) {  // kept, and the real size reported
   ClientMemory m(1 * MiB);
   ASSERT_TRUE(reg(m.ua(), 1 * MiB));
   ASSERT_TRUE(remove(0));
@@ -150,7 +150,7 @@ TEST_F(V2, Scenario50_SmallWindowIsWidened) {  // kept, and the real size report
   EXPECT_TRUE(map(300 * MiB, m.ua(), 64 * KiB));
 }
 
-TEST_F(V2, Scenario69_NpuPeHoldsTheLastWindow) {
+TEST_F(V2, NpuPeHoldsTheLastWindow) {
   ASSERT_TRUE(create(16, 1ull << 40, 2));  // default (slot 0) then slot 1
   EXPECT_EQ(g4.gpu.window_count(), 2u);
   EXPECT_EQ(g4.npu.window_count(), 1u);
