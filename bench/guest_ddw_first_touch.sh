@@ -3,7 +3,7 @@
 # the time of its whole 64-bit DMA window set-up. One boot of Debian's ppc64le kernel under QEMU 7.2 (TCG) with GPU
 # 0004:04:00.0 and its bridges (scripts/guest/init with nv2pt.bench): the nv2pt_dma module memsets 256 MiB of fresh
 # guest RAM (vmalloc), then 256 MiB of GPU RAM onlined just before (16 blocks never touched: every 64 KiB page is a
-# first touch served by the model's userfaultfd thread), then guest RAM again; and it times
+# first touch on the host, served by the kernel's own fault path once the links are trained), then guest RAM again; and it times
 # dma_set_mask_and_coherent(64), i.e. the guest's RTAS calls, QEMU's TCE_CREATE and the mapping of all 1 GiB of
 # guest RAM (64 guest TCEs of 16 MiB, 16384 host TCEs). No timing is asserted anywhere.
 #
