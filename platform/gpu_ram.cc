@@ -65,12 +65,11 @@ struct GpuRam::Impl {
 
   Range real_part(uintptr_t start, const Mapping& m) const;
   bool register_range(uint64_t start, uint64_t len) const;
-  // Hands the real RAM of every mapping to the kernel's fault path if every link is trained. Requires mutex.
-  void serve_real_ram_by_kernel();
+  // Hands the real RAM of every mapping to the kernel's fault path if every link is trained.
+  void serve_real_ram_by_kernel() NV2PT_REQUIRES(mutex);
   // Registers every mapping whole again. `keep_mapped`: first fill in the rest of every 64 KiB page the client
   // has partly mapped, so that the pages it can touch unchecked are those the service would have left it.
-  // Requires mutex.
-  void rearm(bool keep_mapped);
+  void rearm(bool keep_mapped) NV2PT_REQUIRES(mutex);
   void complete_mapped_pages(const Range& part, uint64_t offset) const;
 
   Config config;
