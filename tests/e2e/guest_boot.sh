@@ -10,10 +10,6 @@
 # Run 1 uses the default HMI policy, fatal: a guest that trains before it touches runs to its power-off. Run 2
 # (policy log) first reads GPU RAM before training: exactly one HMI, untrained link, at the window base.
 source "$(dirname "$0")/lib.sh"
-GUEST_DIR=${NV2PT_GUEST_DIR:-$HOME/.cache/nv2pt/guest}
-[ -s "$GUEST_DIR/vmlinux" ] && [ -s "$GUEST_DIR/busybox" ] ||
-  skip "no guest kernel in $GUEST_DIR (scripts/fetch-guest.sh fetches it; scripts/setup.sh runs it)"
-command -v cpio >/dev/null || skip "cpio not installed"
 source "$(dirname "$0")/guest_lib.sh"
 # The guest's /init is scripts/guest/init: it reports "GUEST: key value" lines.
 topology_layout

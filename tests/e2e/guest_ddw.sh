@@ -14,14 +14,9 @@
 # The layout (GPU, its group, its bridges, GPU-RAM address and size) comes from the topology (the script's argument,
 # default: the embedded one) and its first GPU.
 source "$(dirname "$0")/lib.sh"
-GUEST_DIR=${NV2PT_GUEST_DIR:-$HOME/.cache/nv2pt/guest}
-[ -s "$GUEST_DIR/vmlinux" ] && [ -s "$GUEST_DIR/busybox" ] ||
-  skip "no guest kernel in $GUEST_DIR (scripts/fetch-guest.sh fetches it; scripts/setup.sh runs it)"
-[ -s "$GUEST_DIR/nv2pt_dma.ko" ] || skip "no guest module in $GUEST_DIR (scripts/build-guest-module.sh; setup.sh runs it)"
-command -v cpio >/dev/null || skip "cpio not installed"
 source "$(dirname "$0")/guest_lib.sh"
 
-"$(dirname "$0")/../../scripts/make-initramfs.sh" "$GUEST_DIR/busybox" "$WORK/initramfs.cpio.gz" "$GUEST_DIR/nv2pt_dma.ko"
+guest_initramfs_with_module
 topology_layout
 note "GPU $GPU (group $GROUP, bridges ${BRIDGES[*]}), GPU RAM: host $GPU_RAM_HPA, $GPU_RAM_REAL bytes real"
 

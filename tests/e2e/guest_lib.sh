@@ -1,6 +1,20 @@
 # Shared by the e2e tests that boot the real ppc64le guest (after lib.sh): the layout from the topology, and a guest
 # run in the background that the test watches and asks for reports.
 
+# The guest's kernel and busybox (scripts/fetch-guest.sh, run by setup.sh); without them the test is skipped.
+GUEST_DIR=${NV2PT_GUEST_DIR:-$HOME/.cache/nv2pt/guest}
+[ -s "$GUEST_DIR/vmlinux" ] && [ -s "$GUEST_DIR/busybox" ] ||
+  skip "no guest kernel in $GUEST_DIR (scripts/fetch-guest.sh fetches it; scripts/setup.sh runs it)"
+command -v cpio >/dev/null || skip "cpio not installed"
+
+# guest_initramfs_with_module: $WORK/initramfs.cpio.gz with the nv2pt_dma module (scripts/build-guest-module.sh).
+guest_initramfs_with_module() {
+  [ -s "$GUEST_DIR/nv2pt_dma.ko" ] ||
+    skip "no guest module in $GUEST_DIR (scripts/build-guest-module.sh; setup.sh runs it)"
+  "$(dirname "$0")/../../scripts/make-initramfs.sh" "$GUEST_DIR/busybox" "$WORK/initramfs.cpio.gz" \
+    "$GUEST_DIR/nv2pt_dma.ko"
+}
+
 # The topology: the test script's first argument (a .dts/.dtb path), else the embedded default.
 # topology_layout [N]: the Nth GPU (0-based) of that topology, from `nv2pt lspci -v`. Sets GPU, GROUP, BRIDGES (array), GPU_RAM_HPA and
 # GPU_RAM_WINDOW (the host window's base and size: what the GPU-RAM region exposes), GPU_RAM_REAL (bytes of real
