@@ -41,7 +41,9 @@ class KvmTest : public ::testing::Test {
   }
   void TearDown() override {
     check();
-    if (vm.has_group(g4.group)) EXPECT_TRUE(vm.vfio_group_del(g4.group));  // KVM's hold keeps it in the container
+    if (vm.has_group(g4.group)) {
+      EXPECT_TRUE(vm.vfio_group_del(g4.group));  // KVM's hold keeps it in the container
+    }
     (void)g4.group.unset_container();  // the container goes with the fixture, before the memory it registered
   }
   void check() {

@@ -31,7 +31,9 @@ class ClientMemory {
     raw_ = mmap(nullptr, raw_size_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     EXPECT_NE(raw_, MAP_FAILED);
     base_ = (reinterpret_cast<uint64_t>(raw_) + align - 1) & ~(align - 1);
-    if (prot != PROT_NONE) EXPECT_EQ(mprotect(reinterpret_cast<void*>(base_), size, prot), 0);
+    if (prot != PROT_NONE) {
+      EXPECT_EQ(mprotect(reinterpret_cast<void*>(base_), size, prot), 0);
+    }
   }
   ~ClientMemory() { munmap(raw_, raw_size_); }
   ClientMemory(const ClientMemory&) = delete;
