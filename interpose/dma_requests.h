@@ -4,7 +4,7 @@
 //   GROUP BUS_ADDR read LEN        translate, and read LEN bytes (at most 64) if the page is pinned RAM
 //   GROUP BUS_ADDR write HEXBYTES  translate, and write the bytes (at most 64) if the page is pinned RAM
 // GROUP is the IOMMU group, BUS_ADDR hex; the DMA goes through the group's first GPU (PHB4) PE, the path a GPU's
-// own DMA takes. The file is executed and removed on the report signal; the results go into that report.
+// own DMA takes. The file is executed and removed on the report signal; the results go to the file's name + ".json".
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -133,17 +133,18 @@ void Interposer::write_report(bool on_signal) {
   if (options_.report.empty()) return;
   ModelScope scope;
   MutexLock lock(report_mutex_);
-  nlohmann::json dma;
   if (on_signal && host_ && !options_.dma_requests.empty()) {
-    // Executed once: the file is removed before the report that carries the results appears.
+    // Executed once: the requests are removed before their results appear. The results have a file of their own:
+    // the report at exit, which may follow within milliseconds when the guest acts on the DMA, would overwrite them.
     if (std::ifstream in{options_.dma_requests}; in) {
       std::stringstream text;
       text << in.rdbuf();
       std::remove(options_.dma_requests.c_str());
-      dma = run_dma_requests(*host_, mm::AddressSpace::current(), text.str());
+      (void)write_json_file(run_dma_requests(*host_, mm::AddressSpace::current(), text.str()),
+                            options_.dma_requests + ".json");
     }
   }
-  (void)write_report_file(*this, options_.report, nullptr, dma);
+  (void)write_report_file(*this, options_.report);
 }
 
 void Interposer::write_fatal_hmi_report(const platform::Hmi& hmi) {

@@ -11,7 +11,7 @@
 //   NV2PT_COMPAT       comma-separated client-compatibility switches: NAME (on), no-NAME (off), auto (default:
 //                      each switch decides from the program), none (all off)
 //   NV2PT_LOG          event log file (appended), optional
-//   NV2PT_DMA_REQUESTS file of device DMA requests run on the report signal (interpose/dma_requests.h)
+//   NV2PT_DMA_REQUESTS file of device DMA requests run on the report signal, results to FILE.json (dma_requests.h)
 //   NV2PT_PAGE_SIZE    the page size getpagesize() answers the client: "host" for the modelled POWER9 host's
 //                      64 KiB (what QEMU on that host sees: it then backs 16 MiB guest IOMMU pages with 64 KiB TCEs
 //                      and pre-registers in 64 KiB units), "machine" or unset for the machine's own

@@ -264,8 +264,10 @@ json build_report(Interposer& ip, const platform::Hmi* fatal) {
 namespace {
 
 // Through a temporary file of this thread and a rename.
-Result<void> write_json_file(const json& report, const std::string& path) {
-  const std::string text = report.dump(2) + "\n";
+}  // namespace
+
+Result<void> write_json_file(const json& value, const std::string& path) {
+  const std::string text = value.dump(2) + "\n";
   const std::string tmp = fmt::format("{}.tmp.{}.{}", path, getpid(), gettid());
   FILE* f = std::fopen(tmp.c_str(), "w");
   if (!f) return fail(Errno{errno});
@@ -281,12 +283,8 @@ Result<void> write_json_file(const json& report, const std::string& path) {
   return {};
 }
 
-}  // namespace
-
-Result<void> write_report_file(Interposer& ip, const std::string& path, const platform::Hmi* fatal, const json& dma) {
-  json r = build_report(ip, fatal);
-  if (!dma.is_null()) r["dma_requests"] = dma;
-  return write_json_file(r, path);
+Result<void> write_report_file(Interposer& ip, const std::string& path, const platform::Hmi* fatal) {
+  return write_json_file(build_report(ip, fatal), path);
 }
 
 Result<void> write_fatal_hmi_only_report(const std::string& path, const platform::Hmi& fatal) {

@@ -12,7 +12,6 @@
 //   fatal_hmi          only in a report written at a fatal HMI: that HMI and the signal that kills the process
 //   links              state per NVLink bridge
 //   compat             the switch: setting, decision, buffers kept
-//   dma_requests       only in a report the signal asked for while NV2PT_DMA_REQUESTS held requests
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -31,11 +30,10 @@ inline constexpr size_t kReportTceLimit = 256;
 
 // `fatal`: the report is written at that fatal HMI, which kills the process next (the report says so).
 nlohmann::json build_report(Interposer& interposer, const platform::Hmi* fatal = nullptr);
-// Writes the report to `path` through a temporary file and a rename, so a reader never sees half a report.
-// `fatal`: the HMI that kills the process next, as "fatal_hmi"; `dma`: results of DMA requests run for this report
-// (NV2PT_DMA_REQUESTS), as "dma_requests" if not null.
-Result<void> write_report_file(Interposer& interposer, const std::string& path, const platform::Hmi* fatal = nullptr,
-                               const nlohmann::json& dma = nullptr);
+// Writes the report to `path` (write_json_file). `fatal`: the HMI that kills the process next, as "fatal_hmi".
+Result<void> write_report_file(Interposer& interposer, const std::string& path, const platform::Hmi* fatal = nullptr);
+// Writes `value` to `path` through a temporary file and a rename, so a reader never sees half a file.
+Result<void> write_json_file(const nlohmann::json& value, const std::string& path);
 // The report of a fatal HMI whose state could not be read (the thread that saw it holds a lock the report needs):
 // the HMI and why the rest is missing. Reads nothing of the model.
 Result<void> write_fatal_hmi_only_report(const std::string& path, const platform::Hmi& fatal);

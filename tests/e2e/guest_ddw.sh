@@ -36,7 +36,7 @@ expect_eq "$(guest_says kernel ddw | grep -c 'dma_set_mask_and_coherent(64) = 0 
 # The device writes 8 bytes at the guest's RAM DMA address and reads both pages back; the guest reads its byte.
 printf '%s %s write 0123456789abcdef\n%s %s read 8\n%s %s read 8\n' "$GROUP" "$ram_dma" "$GROUP" "$ram_dma" \
   "$GROUP" "$gpu_dma" >"$WORK/dma.req"
-guest_report ddw "$WORK/dma.json"
+guest_dma
 guest_wait_for ddw "GUEST: done" 120
 guest_stop ddw || fail "QEMU or the guest failed"
 r=$WORK/ddw.json
@@ -62,8 +62,8 @@ gpu_ua=$(jq -r '[.registered_memory[] | select(.kind == "device")][0].ua' "$r")
 expect_grep "VFIO_IOMMU_MAP_DMA{vaddr=$gpu_ua,iova=$(printf '0x%x' $((0x800000000000000 + gpu_gpa))),size=0x1000000,flags=0x3} = 0" "$log"
 expect_eq "$(jq -r '[.registered_memory[] | select(.kind == "device")][0].mapped' "$r")" 257 \
   "GPU-RAM registration mapped count (1 + 256 host TCEs of the 16 MiB guest TCE)"
-d=$WORK/dma.json
-req() { jq -r ".dma_requests[$1].$2" "$d"; }
+req() { jq -r ".[$1].$2" "$NV2PT_DMA_REQUESTS.json"; }
+expect_eq "$(jq length "$NV2PT_DMA_REQUESTS.json")" 3 "DMA requests answered"
 expect_eq "$(req 0 error)" null "device write at the RAM DMA address"
 expect_eq "$(req 0 hpa)" "$(req 0 pinned_hpa)" "TCE hpa behind the RAM DMA address = the pinned page's hpa"
 expect_eq "$(req 2 hpa)" "$(printf '0x%x' $((GPU_RAM_HPA + gpu_gpa - GPU_RAM_GPA)))" "TCE hpa behind the GPU-RAM DMA address = GPU RAM's hpa"

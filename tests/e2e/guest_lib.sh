@@ -70,17 +70,18 @@ guest_wait_for() {
   fail "no '$text' from the guest after $3 s"
 }
 
-# guest_report NAME OUT: a report now (the report signal to QEMU, nv2pt run's child), copied to OUT.
-guest_report() {
-  local json=$WORK/$1.json qemu i
-  rm -f "$json"
+# guest_dma: runs the DMA requests of $NV2PT_DMA_REQUESTS now (the report signal to QEMU, nv2pt run's child) and
+# waits for their results, $NV2PT_DMA_REQUESTS.json.
+guest_dma() {
+  local out=$NV2PT_DMA_REQUESTS.json qemu i
+  rm -f "$out"
   qemu=$(awk '{print $1}' "/proc/$GUEST_PID/task/$GUEST_PID/children")
   kill -USR2 "$qemu"
-  for ((i = 0; i < 100; i++)); do
-    [ -s "$json" ] && { cp "$json" "$2"; return 0; }
+  for ((i = 0; i < 300; i++)); do
+    [ -s "$out" ] && return 0
     sleep 0.1
   done
-  fail "no report after SIGUSR2"
+  fail "no DMA results after SIGUSR2"
 }
 
 # guest_stop: waits for nv2pt run to end; returns its status.

@@ -32,15 +32,16 @@ mapfile -t gpas < <(guest_says gpu-ram-node six | awk '{print $2}')
 for ((i = 0; i < gpus; i++)); do
   printf '%s %x read 8\n' "${groups[$i]}" $((0x800000000000000 + ${gpas[$i]})) >>"$WORK/dma.req"
 done
-guest_report six "$WORK/dma.json"
+guest_dma
 guest_wait_for six "GUEST: done" 120
 guest_stop || fail "QEMU or the guest failed"
 r=$WORK/six.json
+expect_eq "$(jq length "$NV2PT_DMA_REQUESTS.json")" "$gpus" "DMA requests answered"
 for ((i = 0; i < gpus; i++)); do
-  q=".dma_requests[$i]"
-  expect_eq "$(jq -r "$q.hpa" "$WORK/dma.json")" "$(printf '0x%x' "${hpas[$i]}")" \
+  q=".[$i]"
+  expect_eq "$(jq -r "$q.hpa" "$NV2PT_DMA_REQUESTS.json")" "$(printf '0x%x' "${hpas[$i]}")" \
     "GPU ${gpus_addr[$i]} (group ${groups[$i]}): TCE at 2^59 + ${gpas[$i]} = its GPU RAM's hpa"
-  expect_eq "$(jq -r "$q.pinned_hpa" "$WORK/dma.json")" null "GPU ${gpus_addr[$i]}: its GPU RAM is not pinned"
+  expect_eq "$(jq -r "$q.pinned_hpa" "$NV2PT_DMA_REQUESTS.json")" null "GPU ${gpus_addr[$i]}: its GPU RAM is not pinned"
 done
 expect_eq "$(jq -r '[.links[] | select(.state == "trained")] | length' "$r")" "$links" "trained links on the host"
 expect_eq "$(jq -r '[.containers[].windows[] | select(.start == "0x800000000000000" and .page_shift == 16)] | length' "$r")" \

@@ -21,6 +21,11 @@ cleanup() {
     for f in "$WORK"/*.err "$WORK"/*.log; do
       [ -f "$f" ] && { echo "=== $f"; tail -n 40 "$f"; }
     done
+    # What the device DMA requests answered, when the test made any.
+    if [ -f "${NV2PT_DMA_REQUESTS:-}.json" ]; then
+      echo "=== $NV2PT_DMA_REQUESTS.json"
+      jq -c '.[]' "$NV2PT_DMA_REQUESTS.json"
+    fi
   fi
   rm -rf "$WORK"
 }
