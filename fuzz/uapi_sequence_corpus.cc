@@ -48,6 +48,13 @@ struct Seq : InputWriter {
   Seq& config_read(uint8_t slot, uint16_t pos, uint16_t size) {
     return (op(kDeviceAccess).u8(slot).u8(0).u8(VFIO_PCI_CONFIG_REGION_INDEX).u8(0).u64(pos).u16(size));
   }
+  Seq& group_call(uint8_t slot, uint8_t call, uint8_t place = kArgBuffer) {
+    return (op(kGroupIoctl).u8(slot).u8(call).u8(place));
+  }
+  Seq& container_fd(uint8_t slot) { return (u8(kFdContainer + slot * kFdKindCount)); }
+  Seq& group_fd(uint8_t slot) { return (u8(kFdGroup + slot * kFdKindCount)); }
+  Seq& device_fd(uint8_t slot) { return (u8(kFdDevice + slot * kFdKindCount)); }
+  Seq& raw_fd(int32_t fd) { return (u8(kFdRaw).u32(static_cast<uint32_t>(fd))); }
   Seq& mmap_region(uint8_t slot, uint8_t index, uint8_t length_mode) {
     return (op(kDeviceMmap).u8(slot).u8(index).u8(length_mode).u64(0).u64(0).u8(0).u8(0).u8(1));
   }
@@ -126,6 +133,72 @@ void kvm_tce_path(Seq& s) {
   s.op(kHcall).u8(kHPutTce).u8(0).u64(kWindow).u64(0x20000 | 1).u16(1);
 }
 
+// The group fd's ioctls with raw arguments: QEMU's order (status, container by fd, device by name), then every
+// way to get them wrong: bad fds of each kind, a second container, names that are no member, too long or run
+// into unmapped memory, arguments in unmapped memory, unset with a device open, raw numbers.
+void close_like_qemu(Seq& s);
+
+void group_ioctls(Seq& s) {
+  s.op(kOpenGroup).u8(kGroup4);
+  s.op(kOpenContainer);
+  s.group_call(0, kGroupGetStatus).exact().u32(0);
+  s.group_call(0, kGroupGetStatus).u8(kArgszShort).u32(0);
+  s.group_call(0, kGroupGetStatus, kArgHole).exact().u32(0);
+  s.group_call(0, kGroupSetContainer).raw_fd(-1);
+  s.group_call(0, kGroupSetContainer).raw_fd(1);       // open, no VFIO object: EINVAL
+  s.group_call(0, kGroupSetContainer).raw_fd(12345);   // closed: EBADF
+  s.group_call(0, kGroupSetContainer).group_fd(0);     // a group fd: EINVAL
+  s.group_call(0, kGroupSetContainer).container_fd(1); // an empty slot: EBADF
+  s.group_call(0, kGroupSetContainer, kArgKernelHalf).container_fd(0);
+  s.group_call(0, kGroupGetDeviceFd).u8(kNameMember).u8(0);  // no container yet: EINVAL
+  s.group_call(0, kGroupSetContainer).container_fd(0);
+  s.group_call(0, kGroupGetStatus).exact().u32(~0u);
+  s.group_call(0, kGroupGetDeviceFd).u8(kNameMember).u8(0);  // container without an IOMMU: EINVAL
+  s.op(kSetIommu).u8(0).u8(VFIO_SPAPR_TCE_v2_IOMMU);
+  s.group_call(0, kGroupSetContainer).container_fd(0);  // set already: EINVAL
+  s.group_call(0, kGroupGetDeviceFd).u8(kNameBadMember).u8(7);
+  const char junk[] = "0004:04:00.0 trailing";
+  s.group_call(0, kGroupGetDeviceFd).u8(kNameBytes).u8(sizeof(junk) - 1).raw(junk, sizeof(junk) - 1);
+  s.group_call(0, kGroupGetDeviceFd).u8(kNameTooLong).u8('0');
+  s.group_call(0, kGroupGetDeviceFd).u8(kNameIntoHole).u8(12).raw("0004:04:00.0", 12);
+  s.group_call(0, kGroupGetDeviceFd, kArgKernelHalf).u8(kNameMember).u8(0);
+  for (uint8_t m = 0; m < 3; ++m) s.group_call(0, kGroupGetDeviceFd).u8(kNameMember).u8(m);
+  s.group_call(0, kGroupGetDeviceFd).u8(kNameMember).u8(0);  // the GPU again: a second fd
+  s.group_call(0, kGroupUnsetContainer);                      // devices open: EBUSY
+  char raw[64] = "0004:04:00.1";  // a member's name, or fd 0x34303030 (closed) to SET_CONTAINER
+  for (uint8_t n : {3, 4, 5, 6, 7, 0}) s.group_call(0, kRawGroupCall).u8(n).raw(raw, sizeof(raw));
+  for (uint8_t d = 0; d < 4; ++d) s.op(kCloseDevice).u8(d);
+  s.group_call(0, kGroupUnsetContainer);
+  s.group_call(0, kGroupUnsetContainer);  // none: EINVAL
+  s.op(kCloseGroup).u8(0);
+  s.op(kCloseContainer).u8(0);
+}
+
+// VFIO_DEVICE_PCI_HOT_RESET with the group fds in the buffer: the valid one (the GPU's own group), then counts,
+// argsz, flags and fds that are wrong.
+void hot_resets(Seq& s) {
+  setup(s);
+  s.op(kGetDeviceFd).u8(0).u8(kGpu);
+  auto reset = [&](uint8_t flags, uint8_t count_mode, uint8_t nfds) -> Seq& {
+    return s.op(kHotResetIoctl).u8(kGpu).u8(kArgszExact).u8(flags).u8(count_mode).u8(nfds);
+  };
+  reset(0, 0, 1).group_fd(0);                              // the group's own fd: reset
+  reset(0, 0, 2).group_fd(0).group_fd(0);                  // more fds than functions to reset: EINVAL
+  reset(0, 0, 0);                                          // count 0: EINVAL
+  reset(0, 2, 1).u8(1).group_fd(0);
+  reset(1, 0, 1).group_fd(0);                              // a flag: EINVAL
+  reset(0x80, 0, 1).u32(0x80000000u).group_fd(0);
+  reset(0, 0, 1).container_fd(0);                          // a container fd: EINVAL
+  reset(0, 0, 1).device_fd(0);                             // a device fd: EINVAL
+  reset(0, 0, 1).raw_fd(-1);                               // EBADF
+  reset(0, 0, 1).group_fd(3);                              // an empty slot: EBADF
+  reset(0, 3, 1).u32(0x40000000u).group_fd(0);             // a huge count
+  s.op(kHotResetIoctl).u8(kGpu).u8(kArgszShort).u8(0).u8(0).u8(1).group_fd(0);
+  s.op(kHotResetIoctl).u8(kGpu).u8(kArgszRandom).u8(0).u8(0).u8(1).group_fd(0).u16(4);
+  s.op(kHotResetIoctl).u8(kGpu).u8(kArgszRandom).u8(0).u8(0).u8(1).group_fd(0).u16(0);
+  close_like_qemu(s);
+}
+
 void close_like_qemu(Seq& s) {
   for (uint8_t m = 0; m < 4; ++m) s.op(kMunmap).u8(m);
   for (uint8_t d : {kGpu, kBridge0, kBridge1}) s.op(kCloseDevice).u8(d);
@@ -201,7 +274,12 @@ int main(int argc, char** argv) {
   }
   tce64_limit.op(kKvmCreateTceTableEdge).u8(3).u8(0).u8(kEdgeSizePastLimit).u64(0).u64(0);
   tce64_limit.op(kHcall).u8(kHStuffTce).u8(3).u64(0).u64(0).u16(64);
+  Seq groups;
+  group_ioctls(groups);
+  Seq resets;
+  hot_resets(resets);
   const std::pair<const char*, const Seq*> seeds[] = {
+      {"group-ioctls", &groups}, {"hot-reset-ioctl", &resets},
       {"kvm-tce-64-entries-wrap", &tce64_wrap}, {"kvm-tce-64-at-limit", &tce64_limit},
       {"qemu-7.2", &plain}, {"qemu-7.2-close-container-first", &reversed}, {"qemu-7.2-train-and-touch", &trained},
       {"v1-container", &v1}, {"short-argsz", &short_args}, {"qemu-7.2-kvm-tce", &with_kvm}};

@@ -50,7 +50,8 @@ struct Pool {
     if (mprotect(reinterpret_cast<void*>(base), kPoolBuffers * kPoolBufferSize, PROT_READ | PROT_WRITE) != 0) abort();
     hole = base + kPoolBuffers * kPoolBufferSize;
     for (int& fd : eventfds) fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    arg = static_cast<uint8_t*>(std::aligned_alloc(64, kArgBufferSize));
+    // Page aligned: a name read (copy_string_from_client) goes in 4 KiB chunks from the buffer's start.
+    arg = static_cast<uint8_t*>(std::aligned_alloc(4096, kArgBufferSize));
     std::memset(arg, 0, kArgBufferSize);  // calls write only the first 4 KiB (arg() clears it): the rest stays 0
   }
   // 64 KiB aligned, never freed.
@@ -99,7 +100,11 @@ vfio::Host& shared_host() {
   return *host;
 }
 
-class Session {
+// The fds of the client's file table: slot i of each kind has a fixed number (open while the slot is filled);
+// stdin, stdout and stderr are open but no VFIO object. Every other number is closed.
+constexpr int kContainerFd0 = 100, kGroupFd0 = 200, kDeviceFd0 = 300;
+
+class Session final : public vfio::FdResolver {
  public:
   Session() {
     if (std::getenv("NV2PT_FUZZ_FRESH_HOST")) {
@@ -114,6 +119,24 @@ class Session {
     as_ = std::make_unique<mm::AddressSpace>(as);
     vm_ = std::make_unique<kvm::Vm>(*as_, 1);
     group_ids_ = host_->group_ids();
+  }
+
+  // vfio::FdResolver over the slots: what the interposer's fd table answers (EBADF closed, EINVAL another kind).
+  Result<std::shared_ptr<vfio::Container>> container(int fd) const override {
+    if (fd >= kContainerFd0 && fd < kContainerFd0 + static_cast<int>(kSlots) && containers_[fd - kContainerFd0])
+      return containers_[fd - kContainerFd0];
+    return fail(is_open(fd) ? kEINVAL : kEBADF);
+  }
+  Result<vfio::Group*> group(int fd) const override {
+    if (fd >= kGroupFd0 && fd < kGroupFd0 + static_cast<int>(kSlots) && groups_[fd - kGroupFd0])
+      return groups_[fd - kGroupFd0];
+    return fail(is_open(fd) ? kEINVAL : kEBADF);
+  }
+  Result<int> install_device(vfio::Group& group, vfio::PciDevice& device) override {
+    auto s = free_slot(devices_);
+    if (!s) return fail(Errno{EMFILE});
+    devices_[*s] = DeviceSlot{&group, &device};
+    return kDeviceFd0 + static_cast<int>(*s);
   }
 
   void run(InputReader& in) {
@@ -136,6 +159,25 @@ class Session {
     void* addr;
     size_t length;
   };
+
+  bool is_open(int fd) const {
+    auto in = [fd](int base, const auto& slots) {
+      return fd >= base && fd < base + static_cast<int>(kSlots) && static_cast<bool>(slots[fd - base]);
+    };
+    return (fd >= 0 && fd <= 2) || in(kContainerFd0, containers_) || in(kGroupFd0, groups_) ||
+           in(kDeviceFd0, devices_);
+  }
+  static int32_t fd_of(int base, uint8_t slot) { return base + slot % kSlots; }
+  // An fd operand (see FdKind).
+  int32_t fd(InputReader& in) {
+    const uint8_t v = in.u8();
+    switch (v % kFdKindCount) {
+      case kFdContainer: return fd_of(kContainerFd0, v / kFdKindCount);
+      case kFdGroup: return fd_of(kGroupFd0, v / kFdKindCount);
+      case kFdDevice: return fd_of(kDeviceFd0, v / kFdKindCount);
+      default: return static_cast<int32_t>(in.u32());
+    }
+  }
 
   template <class T>
   static std::optional<size_t> free_slot(const std::array<T, kSlots>& slots) {
@@ -177,8 +219,10 @@ class Session {
     return false;
   }
 
-  uint32_t argsz(InputReader& in, size_t natural) {
-    switch (in.u8() % kArgszModeCount) {
+  uint32_t argsz(InputReader& in, size_t natural) { return argsz(in.u8(), in, natural); }
+  // The same with the mode read already (random and larger sizes read their operand from `in`).
+  static uint32_t argsz(uint8_t mode, InputReader& in, size_t natural) {
+    switch (mode % kArgszModeCount) {
       case kArgszExact: return static_cast<uint32_t>(natural);
       case kArgszShort: return static_cast<uint32_t>(natural - 1);
       case kArgszRandom: return in.u16();
@@ -237,15 +281,13 @@ class Session {
       }
       case kSetContainer: {
         vfio::Group* g = groups_[in.u8() % kSlots];
-        const auto& c = containers_[in.u8() % kSlots];
-        idle_ = !g;
-        if (g) (void)g->set_container(c);  // a null container is EINVAL, as a bad fd would be
+        const int32_t container_fd = fd_of(kContainerFd0, in.u8());  // an empty slot's fd is closed: EBADF
+        std::memcpy(arg(), &container_fd, sizeof(container_fd));
+        hand_over(sizeof(container_fd), sizeof(container_fd));
+        group_ioctl(g, VFIO_GROUP_SET_CONTAINER, reinterpret_cast<unsigned long>(pool().arg));
         break;
       }
-      case kUnsetContainer:
-        if (vfio::Group* g = groups_[in.u8() % kSlots]) (void)g->unset_container();
-        else idle_ = true;
-        break;
+      case kUnsetContainer: group_ioctl(groups_[in.u8() % kSlots], VFIO_GROUP_UNSET_CONTAINER, 0); break;
       case kSetIommu: {
         const auto& c = containers_[in.u8() % kSlots];
         const uint8_t t = in.u8();
@@ -258,15 +300,10 @@ class Session {
       case kGetDeviceFd: {
         vfio::Group* g = groups_[in.u8() % kSlots];
         const uint8_t member = in.u8();
-        auto s = free_slot(devices_);
-        if (!g || !s) {
-          idle_ = true;
-          break;
-        }
-        std::string name = member >= 0x80 || g->devices().empty()
-                               ? "0004:04:00." + std::to_string(member)
-                               : g->devices()[member % g->devices().size()]->name();
-        if (auto d = g->get_device(*as_, name)) devices_[*s] = DeviceSlot{g, *d};
+        const std::string name = member >= 0x80 || !g || g->devices().empty()
+                                     ? "0004:04:00." + std::to_string(member)
+                                     : g->devices()[member % g->devices().size()]->name();
+        group_ioctl(g, VFIO_GROUP_GET_DEVICE_FD, name_in_buffer(name));
         break;
       }
       case kCloseDevice: {
@@ -360,7 +397,136 @@ class Session {
         break;
       }
       case kHcall: hcall(in); break;
+      case kGroupIoctl: group_call(in); break;
+      case kHotResetIoctl: hot_reset_call(in); break;
     }
+  }
+
+  // The group fd's ioctl, as the interposer dispatches it.
+  void group_ioctl(vfio::Group* g, unsigned long cmd, unsigned long value) {
+    idle_ = !g;
+    if (!g) return;
+    auto r = g->ioctl(*as_, cmd, value, *this);
+    if (trace())
+      std::fprintf(stderr, "  group ioctl %#lx -> %s\n", cmd,
+                   r ? std::to_string(*r).c_str() : std::string(errno_name(r.error())).c_str());
+  }
+
+  // `name` and its NUL at the start of the argument buffer; the client hands over the 4 KiB chunks the read
+  // (strndup_user's, in copy_string_from_client's chunks) may touch before it meets the NUL.
+  unsigned long name_in_buffer(std::string_view name) {
+    uint8_t* buf = arg();
+    std::memcpy(buf, name.data(), name.size());
+    hand_over(0, (name.size() + 1 + 4095) / 4096 * 4096);
+    return reinterpret_cast<unsigned long>(buf);
+  }
+
+  void group_call(InputReader& in) {
+    vfio::Group* g = groups_[in.u8() % kSlots];
+    const uint8_t call = in.u8() % kGroupCallCount;
+    const uint8_t place = in.u8() % kArgPlaceCount;
+    uint8_t* buf = arg();
+    unsigned long cmd = 0;
+    unsigned long value = reinterpret_cast<unsigned long>(buf);
+    bool filled = false;  // the buffer past its first 4 KiB, which stays zero otherwise, was written
+    switch (call) {
+      case kGroupGetStatus: {
+        cmd = VFIO_GROUP_GET_STATUS;
+        vfio_group_status s{};
+        s.argsz = argsz(in, sizeof(s));
+        s.flags = in.u32();
+        std::memcpy(buf, &s, sizeof(s));
+        hand_over(s.argsz, sizeof(s));  // minsz is the whole structure
+        break;
+      }
+      case kGroupSetContainer: {
+        cmd = VFIO_GROUP_SET_CONTAINER;
+        const int32_t f = fd(in);
+        std::memcpy(buf, &f, sizeof(f));
+        hand_over(sizeof(f), sizeof(f));
+        break;
+      }
+      case kGroupUnsetContainer: cmd = VFIO_GROUP_UNSET_CONTAINER; break;
+      case kGroupGetDeviceFd: {
+        cmd = VFIO_GROUP_GET_DEVICE_FD;
+        const uint8_t form = in.u8() % kNameFormCount;
+        const uint8_t n = in.u8();
+        std::string name;
+        switch (form) {
+          case kNameMember:
+            name = g && !g->devices().empty() ? g->devices()[n % g->devices().size()]->name() : "";
+            break;
+          case kNameBadMember: name = "0004:04:00." + std::to_string(n); break;
+          case kNameBytes:
+            name.resize(n % 65);
+            name.resize(in.bytes(name.data(), name.size()));
+            if (auto nul = name.find('\0'); nul != std::string::npos) name.resize(nul);
+            break;
+          case kNameTooLong: {
+            // PAGE_SIZE (64 KiB) bytes and no NUL: strndup_user gives EINVAL; the read stops at the limit.
+            hand_over(0, kHostPageSize);
+            std::memset(buf, n ? n : 'a', kHostPageSize);
+            filled = true;
+            break;
+          }
+          default: {
+            // Unterminated at the end of the last pool buffer: the read runs into the hole (EFAULT).
+            const size_t len = n % 65;
+            uint8_t* end = reinterpret_cast<uint8_t*>(pool().hole);
+            std::memset(end - len, 'x', len);
+            in.bytes(end - len, len);
+            for (size_t i = 0; i < len; ++i) end[-1 - static_cast<ptrdiff_t>(i)] |= 1;  // no NUL
+            value = pool().hole - len;
+            break;
+          }
+        }
+        if (form <= kNameBytes) value = name_in_buffer(name);
+        break;
+      }
+      default:
+        cmd = _IO(VFIO_TYPE, VFIO_BASE + in.u8() % 32);
+        in.bytes(buf, 64);
+        hand_over(0, 4096);  // a name read (GET_DEVICE_FD) reads the first 4 KiB chunk
+        break;
+    }
+    if (place == kArgHole) value = pool().hole;
+    if (place == kArgKernelHalf) value |= 1ull << 63;
+    group_ioctl(g, cmd, value);
+    if (filled) std::memset(buf, 0, kHostPageSize);  // still addressable
+  }
+
+  // VFIO_DEVICE_PCI_HOT_RESET with the header and the group fds in the argument buffer, everything raw (the
+  // argsz mode's random or extra operand comes after the fds).
+  void hot_reset_call(InputReader& in) {
+    const auto& d = devices_[in.u8() % kSlots];
+    const uint8_t argsz_mode = in.u8();
+    const uint8_t flags_byte = in.u8();
+    const uint8_t count_mode = in.u8() % 4;
+    const size_t nfds = in.u8() % 8;
+    vfio_pci_hot_reset s{};
+    s.flags = flags_byte & 0x80 ? in.u32() : flags_byte & 1;
+    s.count = count_mode <= 1 ? static_cast<uint32_t>(nfds) : count_mode == 2 ? in.u8() : in.u32();
+    uint8_t* buf = arg();
+    int32_t fds[8];
+    for (size_t i = 0; i < nfds; ++i) fds[i] = fd(in);
+    s.argsz = argsz(argsz_mode, in, sizeof(s) + nfds * sizeof(int32_t));
+    std::memcpy(buf, &s, sizeof(s));
+    std::memcpy(buf + sizeof(s), fds, nfds * sizeof(int32_t));
+    hot_reset_ioctl(d, s, nfds);
+  }
+
+  // The device's VFIO_DEVICE_PCI_HOT_RESET on the header and `nfds` fds in the argument buffer. The kernel reads
+  // `count` fds after the header, whatever argsz says: the client hands over the larger of argsz, the fds it
+  // wrote and what count names (a count past the reset's scope is refused before the fds are read).
+  void hot_reset_ioctl(const std::optional<DeviceSlot>& d, const vfio_pci_hot_reset& s, size_t nfds) {
+    const uint64_t read = sizeof(s) + std::min<uint64_t>(s.count, 1024) * sizeof(int32_t);
+    hand_over(s.argsz, std::max<uint64_t>(read, sizeof(s) + nfds * sizeof(int32_t)));
+    idle_ = !d;
+    if (!d) return;
+    auto r = d->device->ioctl(*as_, VFIO_DEVICE_PCI_HOT_RESET, reinterpret_cast<unsigned long>(pool().arg), *this);
+    if (trace())
+      std::fprintf(stderr, "  hot reset argsz %u flags %#x count %u (%zu fds) -> %s\n", s.argsz, s.flags, s.count,
+                   nfds, r ? "ok" : std::string(errno_name(r.error())).c_str());
   }
 
   uint64_t liobn(InputReader& in) { return kLiobnBase + in.u8() % kSlots; }
@@ -554,11 +720,14 @@ class Session {
         s.count = in.u8() % 8;
         s.argsz = argsz(in, sizeof(s));
         const uint8_t mask = in.u8();
-        std::vector<vfio::Group*> groups;
-        for (size_t i = 0; i < kSlots; ++i)
-          if (mask & (1u << i)) groups.push_back(groups_[i]);  // may be null: a bad group fd
-        idle_ = !d;
-        if (d) (void)d->device->hot_reset(s, groups);
+        size_t nfds = 0;
+        for (uint8_t i = 0; i < kSlots; ++i) {  // an empty slot's fd is closed: EBADF
+          if (!(mask & (1u << i))) continue;
+          const int32_t group_fd = fd_of(kGroupFd0, i);
+          std::memcpy(buf + sizeof(s) + nfds++ * sizeof(int32_t), &group_fd, sizeof(group_fd));
+        }
+        std::memcpy(buf, &s, sizeof(s));
+        hot_reset_ioctl(d, s, nfds);
         return;
       }
       default:
@@ -569,7 +738,7 @@ class Session {
     }
     hand_over(given, minsz);
     idle_ = !d;
-    if (d) (void)d->device->ioctl(*as_, cmd, reinterpret_cast<unsigned long>(buf));
+    if (d) (void)d->device->ioctl(*as_, cmd, reinterpret_cast<unsigned long>(buf), *this);
   }
 
   void device_access(InputReader& in) {
