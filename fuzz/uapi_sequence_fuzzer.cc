@@ -813,14 +813,15 @@ class Session final : public vfio::FdResolver {
 
   // `step`: the call just made, or -1 after closing everything.
   void check(int step) {
-    std::vector<std::shared_ptr<vfio::Container>> live = host_->containers();
-    std::vector<const vfio::SpaprTceIommu*> iommus;
-    for (const auto& c : live)
-      if (const vfio::SpaprTceIommu* i = c->iommu()) iommus.push_back(i);
+    host_->containers(live_);  // vectors kept across calls: an allocation per check costs (ASan fills it)
+    iommus_.clear();
+    for (const auto& c : live_)
+      if (const vfio::SpaprTceIommu* i = c->iommu()) iommus_.push_back(i);
     uint64_t stt_pages = 0;  // locked memory the guest TCE tables charged
     for (uint64_t i = 0; vm_ && i < kSlots; ++i)
       if (const kvm::GuestTceTable* t = vm_->tce_table(kLiobnBase + i)) stt_pages += t->charged_pages();
-    vfio::InvariantReport r = vfio::check_invariants(*as_, iommus, stt_pages, &checked_);
+    vfio::InvariantReport r = vfio::check_invariants(*as_, iommus_, stt_pages, &checked_);
+    live_.clear();  // no reference outlives the check
     if (!r.ok())
       die("invariant violated " + (step < 0 ? std::string("after closing everything") : "after op " + std::to_string(step)) +
           ":\n" + r.to_string());
@@ -846,6 +847,8 @@ class Session final : public vfio::FdResolver {
   std::vector<vfio::Group*> kvm_groups_;  // groups added to the VM (deleted from it at the end of the input)
   std::vector<int> group_ids_;
   vfio::InvariantCache checked_;
+  std::vector<std::shared_ptr<vfio::Container>> live_;  // check()'s, kept for their capacity
+  std::vector<const vfio::SpaprTceIommu*> iommus_;
   bool idle_ = false;  // the step just made reached nothing in the model (an empty slot, no free slot)  // the checker walks a TCE table again only after it changed
   std::array<std::shared_ptr<vfio::Container>, kSlots> containers_;
   std::array<vfio::Group*, kSlots> groups_{};
