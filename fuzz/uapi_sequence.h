@@ -48,6 +48,12 @@ enum Op : uint8_t {
   // (0-1: the number of fds written, 2: a u8 below, 3: a u32 below), u8 fds written (% 8); then the raw flags,
   // the count, that many fd operands (below), and the argsz mode's own operand, each only if called for.
   kHotResetIoctl,
+  // u8 which (ExtraGroup): opens one of the fuzzer's own groups beside the host's (into a free group slot).
+  kOpenExtraGroup,
+  // u8 source: the memlock limits the next charges read (even: the fixed 256 MiB without CAP_IPC_LOCK; odd: the
+  // process's own RLIMIT_MEMLOCK and capabilities, read through getrlimit/capget, bounded by the fixed limit and
+  // without CAP_IPC_LOCK, whose unbounded charge would let a registration run past the hole).
+  kMemlockSource,
   kOpCount,
 };
 
@@ -68,6 +74,12 @@ enum GroupCall : uint8_t {
 
 // Where kGroupIoctl's argument points: the argument buffer, or memory the kernel's copy faults on.
 enum ArgPlace : uint8_t { kArgBuffer, kArgBuffer2, kArgHole, kArgKernelHalf, kArgPlaceCount };
+
+// Groups the default machine lacks, owned by the fuzzer (process lifetime, like the shared host): the legacy kind
+// (no ownership ops, a fixed 32-bit table; the only kind a v1 container takes) with 4 KiB pages over 128 MiB and
+// with 64 KiB pages over 256 MiB, and a plain PHB4 PE (IODA2 ops, 4K|64K|2M|1G pages) without NVLink. None has member devices.
+enum ExtraGroup : uint8_t { kLegacyGroup4K, kLegacyGroup64K, kPhbGroup, kExtraGroupCount };
+inline constexpr int kExtraGroupIdBase = 100;  // their group ids: 100 + ExtraGroup
 
 // VFIO_GROUP_GET_DEVICE_FD's name.
 enum NameForm : uint8_t {

@@ -199,6 +199,61 @@ void hot_resets(Seq& s) {
   close_like_qemu(s);
 }
 
+// A v1 container over the legacy group (4 KiB or 64 KiB IOMMU pages): its fixed 32-bit table, ENABLE, v1 MAP
+// and UNMAP of pool memory (pinned page by page), EEH, DISABLE, and the group's detach clearing the table.
+void v1_legacy(Seq& s, uint8_t which) {
+  s.op(kOpenExtraGroup).u8(which);
+  s.op(kOpenContainer);
+  s.op(kSetContainer).u8(0).u8(0);
+  s.op(kSetIommu).u8(0).u8(VFIO_SPAPR_TCE_IOMMU);
+  s.container_call(kGetInfo).exact();
+  s.container_call(kMapDma).u8(3).pool_address(1, 0).u64(0).u64(1 << 16).exact();  // not enabled: EPERM
+  s.container_call(kEnable);
+  s.container_call(kEnable);  // EBUSY
+  s.container_call(kMapDma).u8(3).pool_address(1, 0).u64(0).u64(1 << 20).exact();
+  s.container_call(kMapDma).u8(1).pool_address(1, 2).u64(1 << 20).u64(1 << 18).exact();
+  s.container_call(kMapDma).u8(3).pool_address(1, 0).u64(0).u64(1 << 16).exact();  // mapped already: EBUSY
+  s.container_call(kMapDma).u8(3).u8(kHole).u64(0).u64(4 << 20).u64(1 << 16).exact();
+  s.container_call(kUnmapDma).u8(0).u64(1 << 16).u64(1 << 16).exact();
+  s.container_call(kRegister).u8(0).pool_address(0, 0).u64(1 << 20).exact();  // v2 only
+  s.container_call(kEehOp).u8(0).u8(VFIO_EEH_PE_ENABLE).u32(0).u32(0).u64(0).u64(0).exact();
+  s.container_call(kTceCreate).u8(0).u8(16).u64(1ull << 32).u8(1).exact();
+  s.container_call(kDisable);
+  s.container_call(kMapDma).u8(3).pool_address(1, 4).u64(1 << 21).u64(1 << 16).exact();
+  s.op(kOpenGroup).u8(kGroup4);
+  s.op(kSetContainer).u8(1).u8(0);  // an NVLink group beside the legacy one
+  s.op(kCloseGroup).u8(0);          // detach: the table cleared, its pins dropped
+  s.op(kCloseGroup).u8(1);
+  s.op(kCloseContainer).u8(0);
+}
+
+// A plain PHB group (IODA2, 2M and 1G pages) with a v2 container over the pool's 2 MiB-page buffers: a window of
+// 2 MiB IOMMU pages, registrations and maps of huge pages; then pinning until the model's RAM runs out, and the
+// process's own memlock limit.
+void phb_huge_pages(Seq& s) {
+  s.op(kOpenExtraGroup).u8(kPhbGroup);
+  s.op(kOpenContainer);
+  s.op(kSetContainer).u8(0).u8(0);
+  s.op(kSetIommu).u8(0).u8(VFIO_SPAPR_TCE_v2_IOMMU);
+  s.container_call(kGetInfo).exact();
+  s.container_call(kRegister).u8(0).pool_address(2, 0).u64(8 << 20).exact();
+  s.container_call(kTceCreate).u8(0).u8(21).u64(1ull << 32).u8(1).exact();
+  s.container_call(kMapDma).u8(3).pool_address(2, 0).u64(1ull << 59).u64(8 << 20).exact();
+  s.container_call(kMapDma).u8(3).pool_address(2, 1).u64((1ull << 59) + (16 << 20)).u64(2 << 20).exact();
+  s.container_call(kUnmapDma).u8(0).u64(1ull << 59).u64(2 << 20).exact();
+  s.container_call(kRegister).u8(0).pool_address(0, 0).u64(8 << 20).exact();   // 8 of 14 MiB left: fits
+  s.container_call(kRegister).u8(0).pool_address(0, 0).u64(16 << 20).exact();  // overlaps, and no frames
+  s.container_call(kUnregister).u8(0).pool_address(0, 0).u64(8 << 20).exact();
+  s.container_call(kRegister).u8(0).pool_address(0, 2).u64(6 << 20).exact();
+  s.op(kMemlockSource).u8(1);  // the process's own limit, which may be lower
+  s.container_call(kRegister).u8(0).pool_address(0, 0).u64(1 << 17).exact();
+  s.container_call(kTceCreate).u8(0).u8(16).u64(1ull << 36).u8(3).exact();
+  s.op(kMemlockSource).u8(0);
+  s.container_call(kTceRemove).u8(0).u64(1ull << 59).exact();
+  s.op(kCloseGroup).u8(0);
+  s.op(kCloseContainer).u8(0);
+}
+
 void close_like_qemu(Seq& s) {
   for (uint8_t m = 0; m < 4; ++m) s.op(kMunmap).u8(m);
   for (uint8_t d : {kGpu, kBridge0, kBridge1}) s.op(kCloseDevice).u8(d);
@@ -278,8 +333,13 @@ int main(int argc, char** argv) {
   group_ioctls(groups);
   Seq resets;
   hot_resets(resets);
+  Seq legacy4k, legacy64k, phb;
+  v1_legacy(legacy4k, kLegacyGroup4K);
+  v1_legacy(legacy64k, kLegacyGroup64K);
+  phb_huge_pages(phb);
   const std::pair<const char*, const Seq*> seeds[] = {
-      {"group-ioctls", &groups}, {"hot-reset-ioctl", &resets},
+      {"group-ioctls", &groups}, {"hot-reset-ioctl", &resets}, {"v1-legacy-group-4k", &legacy4k},
+      {"v1-legacy-group-64k", &legacy64k}, {"phb-group-huge-pages", &phb},
       {"kvm-tce-64-entries-wrap", &tce64_wrap}, {"kvm-tce-64-at-limit", &tce64_limit},
       {"qemu-7.2", &plain}, {"qemu-7.2-close-container-first", &reversed}, {"qemu-7.2-train-and-touch", &trained},
       {"v1-container", &v1}, {"short-argsz", &short_args}, {"qemu-7.2-kvm-tce", &with_kvm}};

@@ -27,6 +27,7 @@
 #include "kvm/vm.h"
 #include "vfio/host.h"
 #include "vfio/invariant_checker.h"
+#include "vfio/test_groups.h"
 
 namespace nv2pt::fuzz {
 namespace {
@@ -41,29 +42,38 @@ constexpr uint64_t kMemlockBytes = 256ull << 20;  // the client's RLIMIT_MEMLOCK
 constexpr uint64_t kHoleSize = kMemlockBytes + (64ull << 20);
 constexpr size_t kArgBufferSize = 128 << 10;  // > any argsz (u16) plus the largest header
 constexpr size_t kEventfds = 4;
+// Buffers 2 and 3 are presented as backed by 2 MiB pages (hugetlb), so registrations, TCE windows and KVM tables
+// of larger IOMMU pages have memory to work on; the pool is aligned to 16 MiB for that.
+constexpr unsigned kHugeShift = 21;
+constexpr uint64_t kPoolAlign = 16ull << 20;
+// The model's host RAM: two ranges of 14 MiB in all, less than the pool's 16 MiB, so that pinning can run out of
+// frames (and a huge page finds no aligned run) before the memlock limit stops it.
+constexpr mm::PhysRange kRam[] = {{0, 8ull << 20}, {1ull << 30, 6ull << 20}};
 
 // Process-lifetime resources: the buffers registrations may pin, the hole, eventfds for SET_IRQS.
 struct Pool {
   Pool() {
-    const uint64_t base = reserve(kPoolBuffers * kPoolBufferSize + kHoleSize, PROT_NONE);
+    const uint64_t base = reserve(kPoolBuffers * kPoolBufferSize + kHoleSize, PROT_NONE, kPoolAlign);
     for (size_t i = 0; i < kPoolBuffers; ++i) buffers[i] = base + i * kPoolBufferSize;
     if (mprotect(reinterpret_cast<void*>(base), kPoolBuffers * kPoolBufferSize, PROT_READ | PROT_WRITE) != 0) abort();
     hole = base + kPoolBuffers * kPoolBufferSize;
     for (int& fd : eventfds) fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     // Page aligned: a name read (copy_string_from_client) goes in 4 KiB chunks from the buffer's start.
     arg = static_cast<uint8_t*>(std::aligned_alloc(4096, kArgBufferSize));
+    page_shifts->set(buffers[2], 2 * kPoolBufferSize, kHugeShift);
     std::memset(arg, 0, kArgBufferSize);  // calls write only the first 4 KiB (arg() clears it): the rest stays 0
   }
-  // 64 KiB aligned, never freed.
-  static uint64_t reserve(uint64_t size, int prot) {
-    void* p = mmap(nullptr, size + kHostPageSize, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  // `align` aligned (a power of two), never freed.
+  static uint64_t reserve(uint64_t size, int prot, uint64_t align) {
+    void* p = mmap(nullptr, size + align, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) abort();
-    return (reinterpret_cast<uint64_t>(p) + kHostPageSize - 1) & ~(kHostPageSize - 1);
+    return (reinterpret_cast<uint64_t>(p) + align - 1) & ~(align - 1);
   }
   std::array<uint64_t, kPoolBuffers> buffers;
   uint64_t hole;
   std::array<int, kEventfds> eventfds;
   uint8_t* arg;
+  std::shared_ptr<mm::FixedPageShiftSource> page_shifts = std::make_shared<mm::FixedPageShiftSource>();
 };
 
 Pool& pool() {
@@ -100,6 +110,20 @@ vfio::Host& shared_host() {
   return *host;
 }
 
+// The fuzzer's own groups (ExtraGroup), shared like the host.
+struct ExtraGroups {
+  // 32-bit windows of 128 MiB and 256 MiB: v1's ENABLE charges the window, and the memlock limit is 256 MiB.
+  vfio::testing::LegacyGroup legacy4k{kExtraGroupIdBase + kLegacyGroup4K, 12, 128ull << 20};
+  vfio::testing::LegacyGroup legacy64k{kExtraGroupIdBase + kLegacyGroup64K, 16, 256ull << 20};
+  vfio::testing::PhbGroup phb{kExtraGroupIdBase + kPhbGroup};
+  vfio::Group& operator[](size_t i) { return i == 0 ? legacy4k.group : i == 1 ? legacy64k.group : phb.group; }
+};
+
+ExtraGroups& extra_groups() {
+  static ExtraGroups groups;
+  return groups;
+}
+
 // The fds of the client's file table: slot i of each kind has a fixed number (open while the slot is filled);
 // stdin, stdout and stderr are open but no VFIO object. Every other number is closed.
 constexpr int kContainerFd0 = 100, kGroupFd0 = 200, kDeviceFd0 = 300;
@@ -115,7 +139,13 @@ class Session final : public vfio::FdResolver {
     }
     mm::AddressSpaceOptions as;
     as.id = 1;
-    as.memlock = mm::MemlockPolicy::fixed(kMemlockBytes, /*cap_ipc_lock=*/false);
+    as.memlock = mm::MemlockPolicy::of([real = real_memlock_] {
+      if (!*real) return mm::MemlockLimits{kMemlockBytes, false};
+      const mm::MemlockLimits own = mm::MemlockPolicy::current_process().read();
+      return mm::MemlockLimits{std::min(own.limit_bytes, kMemlockBytes), false};
+    });
+    as.pinner.ram.assign(std::begin(kRam), std::end(kRam));
+    as.pinner.page_shifts = pool().page_shifts;
     as_ = std::make_unique<mm::AddressSpace>(as);
     vm_ = std::make_unique<kvm::Vm>(*as_, 1);
     group_ids_ = host_->group_ids();
@@ -275,8 +305,7 @@ class Session final : public vfio::FdResolver {
       case kCloseGroup: {
         vfio::Group*& g = groups_[in.u8() % kSlots];
         idle_ = !g;
-        if (g) host_->release_group(*g);
-        g = nullptr;
+        release(g);
         break;
       }
       case kSetContainer: {
@@ -399,6 +428,17 @@ class Session final : public vfio::FdResolver {
       case kHcall: hcall(in); break;
       case kGroupIoctl: group_call(in); break;
       case kHotResetIoctl: hot_reset_call(in); break;
+      case kOpenExtraGroup: {
+        vfio::Group& g = extra_groups()[in.u8() % kExtraGroupCount];
+        auto s = free_slot(groups_);
+        idle_ = !s;
+        if (s && g.open()) groups_[*s] = &g;
+        break;
+      }
+      case kMemlockSource:
+        *real_memlock_ = in.u8() & 1;
+        idle_ = true;  // nothing changed in the model
+        break;
     }
   }
 
@@ -527,6 +567,14 @@ class Session final : public vfio::FdResolver {
     if (trace())
       std::fprintf(stderr, "  hot reset argsz %u flags %#x count %u (%zu fds) -> %s\n", s.argsz, s.flags, s.count,
                    nfds, r ? "ok" : std::string(errno_name(r.error())).c_str());
+  }
+
+  // Closes a group fd: the host's groups through the host (its ownership lock), the fuzzer's own directly.
+  void release(vfio::Group*& g) {
+    if (!g) return;
+    if (g->id() >= kExtraGroupIdBase) g->release();
+    else host_->release_group(*g);
+    g = nullptr;
   }
 
   uint64_t liobn(InputReader& in) { return kLiobnBase + in.u8() % kSlots; }
@@ -804,10 +852,7 @@ class Session final : public vfio::FdResolver {
       if (d) d->group->device_released(*d->device);
       d.reset();
     }
-    for (auto& g : groups_) {
-      if (g) host_->release_group(*g);
-      g = nullptr;
-    }
+    for (auto& g : groups_) release(g);
     for (auto& c : containers_) c.reset();
   }
 
@@ -840,6 +885,7 @@ class Session final : public vfio::FdResolver {
     });
   }
 
+  std::shared_ptr<bool> real_memlock_ = std::make_shared<bool>(false);  // kMemlockSource
   std::unique_ptr<vfio::Host> owned_host_;
   vfio::Host* host_;
   std::unique_ptr<mm::AddressSpace> as_;  // after the host: destroyed first, like a process's mm after its fds
