@@ -50,9 +50,9 @@ enum Op : uint8_t {
   kHotResetIoctl,
   // u8 which (ExtraGroup): opens one of the fuzzer's own groups beside the host's (into a free group slot).
   kOpenExtraGroup,
-  // u8 source: the memlock limits the next charges read (even: the fixed 256 MiB without CAP_IPC_LOCK; odd: the
-  // process's own RLIMIT_MEMLOCK and capabilities, read through getrlimit/capget, bounded by the fixed limit and
-  // without CAP_IPC_LOCK, whose unbounded charge would let a registration run past the hole).
+  // u8 source: the memlock limits the next charges read (LockedMemory::set_policy; even: the fixed 256 MiB without
+  // CAP_IPC_LOCK; odd: the process's own RLIMIT_MEMLOCK and capabilities, read through getrlimit/capget, bounded
+  // by the fixed limit and without CAP_IPC_LOCK, whose unbounded charge would let a registration run past the hole).
   kMemlockSource,
   kOpCount,
 };

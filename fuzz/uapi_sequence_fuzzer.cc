@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -25,6 +26,7 @@
 #include "base/host_page.h"
 #include "fuzz/uapi_sequence.h"
 #include "kvm/vm.h"
+#include "mm/page_shift_source.h"
 #include "vfio/host.h"
 #include "vfio/invariant_checker.h"
 #include "vfio/test_groups.h"
@@ -128,6 +130,38 @@ ExtraGroups& extra_groups() {
 // stdin, stdout and stderr are open but no VFIO object. Every other number is closed.
 constexpr int kContainerFd0 = 100, kGroupFd0 = 200, kDeviceFd0 = 300;
 
+// The client's memlock limit: 256 MiB without CAP_IPC_LOCK.
+mm::MemlockPolicy fixed_memlock() { return mm::MemlockPolicy::fixed(kMemlockBytes, /*cap_ipc_lock=*/false); }
+// The process's own limits (getrlimit, capget), bounded by that: a higher limit, or CAP_IPC_LOCK's unbounded
+// charge, would let a registration run past the hole.
+mm::MemlockPolicy own_memlock() {
+  return mm::MemlockPolicy::of([] {
+    const mm::MemlockLimits own = mm::MemlockPolicy::current_process().read();
+    return mm::MemlockLimits{std::min(own.limit_bytes, kMemlockBytes), false};
+  });
+}
+
+// Backing page sizes: what the process's own VMAs say (/proc/self/maps, smaps for hugetlb VMAs), and 2 MiB pages
+// over pool buffers 2 and 3 (FixedPageShiftSource), which real memory never has here.
+class PoolPageShifts final : public mm::PageShiftSource {
+ public:
+  std::vector<mm::ShiftRun> page_shifts(uint64_t ua, uint64_t len) const override {
+    std::vector<mm::ShiftRun> runs;
+    for (const mm::ShiftRun& r : process_.page_shifts(ua, len)) {
+      // Outside the presented buffers only (runs must not overlap).
+      const uint64_t lo = pool().buffers[2], hi = pool().buffers[3] + kPoolBufferSize;
+      if (r.start < lo) runs.push_back({r.start, std::min(r.end, lo), r.shift});
+      if (r.end > hi) runs.push_back({std::max(r.start, hi), r.end, r.shift});
+    }
+    for (const mm::ShiftRun& r : pool().page_shifts->page_shifts(ua, len)) runs.push_back(r);
+    std::sort(runs.begin(), runs.end(), [](const mm::ShiftRun& a, const mm::ShiftRun& b) { return a.start < b.start; });
+    return runs;
+  }
+
+ private:
+  mm::ProcessPageShiftSource process_;
+};
+
 class Session final : public vfio::FdResolver {
  public:
   Session() {
@@ -139,13 +173,9 @@ class Session final : public vfio::FdResolver {
     }
     mm::AddressSpaceOptions as;
     as.id = 1;
-    as.memlock = mm::MemlockPolicy::of([real = real_memlock_] {
-      if (!*real) return mm::MemlockLimits{kMemlockBytes, false};
-      const mm::MemlockLimits own = mm::MemlockPolicy::current_process().read();
-      return mm::MemlockLimits{std::min(own.limit_bytes, kMemlockBytes), false};
-    });
+    as.memlock = fixed_memlock();
     as.pinner.ram.assign(std::begin(kRam), std::end(kRam));
-    as.pinner.page_shifts = pool().page_shifts;
+    as.pinner.page_shifts = std::make_shared<PoolPageShifts>();
     as_ = std::make_unique<mm::AddressSpace>(as);
     vm_ = std::make_unique<kvm::Vm>(*as_, 1);
     group_ids_ = host_->group_ids();
@@ -436,7 +466,7 @@ class Session final : public vfio::FdResolver {
         break;
       }
       case kMemlockSource:
-        *real_memlock_ = in.u8() & 1;
+        as_->locked_memory().set_policy(in.u8() & 1 ? own_memlock() : fixed_memlock());
         idle_ = true;  // nothing changed in the model
         break;
     }
@@ -885,7 +915,6 @@ class Session final : public vfio::FdResolver {
     });
   }
 
-  std::shared_ptr<bool> real_memlock_ = std::make_shared<bool>(false);  // kMemlockSource
   std::unique_ptr<vfio::Host> owned_host_;
   vfio::Host* host_;
   std::unique_ptr<mm::AddressSpace> as_;  // after the host: destroyed first, like a process's mm after its fds
