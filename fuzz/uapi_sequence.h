@@ -54,6 +54,9 @@ enum Op : uint8_t {
   // CAP_IPC_LOCK; odd: the process's own RLIMIT_MEMLOCK and capabilities, read through getrlimit/capget, bounded
   // by the fixed limit and without CAP_IPC_LOCK, whose unbounded charge would let a registration run past the hole).
   kMemlockSource,
+  // u8 n: the next call runs with its (1 + n % 32)-th allocation failing (base/fault_injection.h), as the
+  // fail_nth replay of the QEMU sequence does: ENOMEM, and everything the call did so far undone.
+  kFailNth,
   kOpCount,
 };
 

@@ -337,7 +337,27 @@ int main(int argc, char** argv) {
   v1_legacy(legacy4k, kLegacyGroup4K);
   v1_legacy(legacy64k, kLegacyGroup64K);
   phb_huge_pages(phb);
+  // The QEMU sequence with an allocation failing in the calls that allocate: the default window, REGISTER, the
+  // DDW window, SET_CONTAINER (the group list node), GET_DEVICE_FD (extra regions), MAP (table levels).
+  Seq fail_nth;
+  for (uint8_t n = 0; n < 4; ++n) {
+    fail_nth.op(kOpenGroup).u8(kGroup4).op(kOpenContainer);
+    fail_nth.op(kFailNth).u8(n).op(kSetContainer).u8(0).u8(0);
+    fail_nth.op(kSetContainer).u8(0).u8(0);
+    fail_nth.op(kFailNth).u8(n).op(kSetIommu).u8(0).u8(VFIO_SPAPR_TCE_v2_IOMMU);
+    fail_nth.op(kSetIommu).u8(0).u8(VFIO_SPAPR_TCE_v2_IOMMU);
+    fail_nth.op(kFailNth).u8(n).container_call(kRegister).u8(0).pool_address(0, 0).u64(4 << 20).exact();
+    fail_nth.container_call(kRegister).u8(0).pool_address(0, 0).u64(4 << 20).exact();
+    fail_nth.op(kFailNth).u8(n).container_call(kTceCreate).u8(0).u8(16).u64(1ull << 32).u8(2).exact();
+    fail_nth.container_call(kTceCreate).u8(0).u8(16).u64(1ull << 32).u8(2).exact();
+    fail_nth.op(kFailNth).u8(n).op(kGetDeviceFd).u8(0).u8(kGpu);
+    fail_nth.op(kGetDeviceFd).u8(0).u8(kGpu);
+    fail_nth.op(kFailNth).u8(n).container_call(kMapDma).u8(3).pool_address(0, 0).u64(1ull << 59).u64(4 << 20).exact();
+    fail_nth.container_call(kMapDma).u8(3).pool_address(0, 0).u64(1ull << 59).u64(4 << 20).exact();
+    close_like_qemu(fail_nth);
+  }
   const std::pair<const char*, const Seq*> seeds[] = {
+      {"fail-nth", &fail_nth},
       {"group-ioctls", &groups}, {"hot-reset-ioctl", &resets}, {"v1-legacy-group-4k", &legacy4k},
       {"v1-legacy-group-64k", &legacy64k}, {"phb-group-huge-pages", &phb},
       {"kvm-tce-64-entries-wrap", &tce64_wrap}, {"kvm-tce-64-at-limit", &tce64_limit},

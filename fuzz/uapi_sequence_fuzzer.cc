@@ -21,8 +21,10 @@
 #include <cstdlib>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
+#include "base/fault_injection.h"
 #include "base/host_page.h"
 #include "fuzz/uapi_sequence.h"
 #include "kvm/vm.h"
@@ -209,7 +211,11 @@ class Session final : public vfio::FdResolver {
   void run(InputReader& in) {
     for (int steps = 0; !in.done() && steps < 256; ++steps) {
       idle_ = false;
-      step(in);
+      {
+        std::optional<ScopedFailNth> arm;  // kFailNth: armed for this call only, not for the check after it
+        if (fail_nth_) arm.emplace(std::exchange(fail_nth_, 0));
+        step(in);
+      }
       if (!idle_) check(steps);  // a call that reached nothing in the model changed nothing
     }
     close_all();
@@ -472,6 +478,10 @@ class Session final : public vfio::FdResolver {
         if (s && g.open()) groups_[*s] = &g;
         break;
       }
+      case kFailNth:
+        fail_nth_ = 1 + in.u8() % 32;
+        idle_ = true;
+        break;
       case kMemlockSource:
         as_->locked_memory().set_policy(in.u8() & 1 ? own_memlock() : fixed_memlock());
         idle_ = true;  // nothing changed in the model
@@ -931,6 +941,7 @@ class Session final : public vfio::FdResolver {
   vfio::InvariantCache checked_;
   std::vector<std::shared_ptr<vfio::Container>> live_;  // check()'s, kept for their capacity
   std::vector<const vfio::SpaprTceIommu*> iommus_;
+  uint64_t fail_nth_ = 0;  // kFailNth's n for the next call, 0: none
   bool idle_ = false;  // the step just made reached nothing in the model (an empty slot, no free slot)  // the checker walks a TCE table again only after it changed
   std::array<std::shared_ptr<vfio::Container>, kSlots> containers_;
   std::array<vfio::Group*, kSlots> groups_{};
