@@ -39,7 +39,59 @@ enum Op : uint8_t {
   // KVM_CREATE_SPAPR_TCE_64 at the edges of its bound checks: u8 liobn index, u8 page shift (12 + v % 23, raw
   // from 0xf0), u8 form (TceEdge), u64 a, u64 b. Appended: older inputs decode as before.
   kKvmCreateTceTableEdge,
+  // The group fd's ioctls through vfio::Group::ioctl with raw argument buffers: u8 group slot, u8 call
+  // (GroupCall), u8 where the argument points (ArgPlace), then the call's operands (see GroupCall).
+  // Appended: older inputs decode as before.
+  kGroupIoctl,
+  // VFIO_DEVICE_PCI_HOT_RESET through the device's ioctl with everything raw: u8 device slot, u8 argsz mode
+  // (natural: header + the fds written), u8 flags (bit 7 set: raw flags, a u32 below; else bit 0), u8 count mode
+  // (0-1: the number of fds written, 2: a u8 below, 3: a u32 below), u8 fds written (% 8); then the raw flags,
+  // the count, that many fd operands (below), and the argsz mode's own operand, each only if called for.
+  kHotResetIoctl,
+  // u8 which (ExtraGroup): opens one of the fuzzer's own groups beside the host's (into a free group slot).
+  kOpenExtraGroup,
+  // u8 source: the memlock limits the next charges read (LockedMemory::set_policy; even: the fixed 256 MiB without
+  // CAP_IPC_LOCK; odd: the process's own RLIMIT_MEMLOCK and capabilities, read through getrlimit/capget, bounded
+  // by the fixed limit and without CAP_IPC_LOCK, whose unbounded charge would let a registration run past the hole).
+  kMemlockSource,
+  // u8 n: the next call runs with its (1 + n % 32)-th allocation failing (base/fault_injection.h), as the
+  // fail_nth replay of the QEMU sequence does: ENOMEM, and everything the call did so far undone.
+  kFailNth,
   kOpCount,
+};
+
+// An fd operand (u8 v): v % 4 is the kind, v / 4 the slot: 0 a container slot's fd, 1 a group slot's, 2 a device
+// slot's (an empty slot's fd number is closed: EBADF), 3 a raw int32 that follows (stdio: open but no VFIO
+// object, EINVAL; negative, unused).
+enum FdKind : uint8_t { kFdContainer, kFdGroup, kFdDevice, kFdRaw, kFdKindCount };
+
+// kGroupIoctl's calls and their operands.
+enum GroupCall : uint8_t {
+  kGroupGetStatus,       // u8 argsz mode, u32 flags (the kernel overwrites them)
+  kGroupSetContainer,    // fd operand
+  kGroupUnsetContainer,  // -
+  kGroupGetDeviceFd,     // u8 name form (NameForm), then its operands
+  kRawGroupCall,         // u8 number (VFIO_BASE + n % 32), 64 bytes of argument
+  kGroupCallCount,
+};
+
+// Where kGroupIoctl's argument points: the argument buffer, or memory the kernel's copy faults on.
+enum ArgPlace : uint8_t { kArgBuffer, kArgBuffer2, kArgHole, kArgKernelHalf, kArgPlaceCount };
+
+// Groups the default machine lacks, owned by the fuzzer (process lifetime, like the shared host): the legacy kind
+// (no ownership ops, a fixed 32-bit table; the only kind a v1 container takes) with 4 KiB pages over 128 MiB and
+// with 64 KiB pages over 256 MiB, and a plain PHB4 PE (IODA2 ops, 4K|64K|2M|1G pages) without NVLink. None has member devices.
+enum ExtraGroup : uint8_t { kLegacyGroup4K, kLegacyGroup64K, kPhbGroup, kExtraGroupCount };
+inline constexpr int kExtraGroupIdBase = 100;  // their group ids: 100 + ExtraGroup
+
+// VFIO_GROUP_GET_DEVICE_FD's name.
+enum NameForm : uint8_t {
+  kNameMember,        // u8 member index: the member's name
+  kNameBadMember,     // u8 n: "0004:04:00.<n>", no member
+  kNameBytes,         // u8 length (% 65), that many bytes, then a NUL
+  kNameTooLong,       // u8 fill byte (0 becomes 'a'): 64 KiB without a NUL (strndup_user: EINVAL)
+  kNameIntoHole,      // u8 length (% 65), bytes: unterminated at the end of the last pool buffer, before the hole
+  kNameFormCount,
 };
 
 // How kKvmCreateTceTableEdge builds offset and size (in IOMMU pages) from a and b, with limit = 2^64-1 >> shift:

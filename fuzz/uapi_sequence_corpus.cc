@@ -48,6 +48,13 @@ struct Seq : InputWriter {
   Seq& config_read(uint8_t slot, uint16_t pos, uint16_t size) {
     return (op(kDeviceAccess).u8(slot).u8(0).u8(VFIO_PCI_CONFIG_REGION_INDEX).u8(0).u64(pos).u16(size));
   }
+  Seq& group_call(uint8_t slot, uint8_t call, uint8_t place = kArgBuffer) {
+    return (op(kGroupIoctl).u8(slot).u8(call).u8(place));
+  }
+  Seq& container_fd(uint8_t slot) { return (u8(kFdContainer + slot * kFdKindCount)); }
+  Seq& group_fd(uint8_t slot) { return (u8(kFdGroup + slot * kFdKindCount)); }
+  Seq& device_fd(uint8_t slot) { return (u8(kFdDevice + slot * kFdKindCount)); }
+  Seq& raw_fd(int32_t fd) { return (u8(kFdRaw).u32(static_cast<uint32_t>(fd))); }
   Seq& mmap_region(uint8_t slot, uint8_t index, uint8_t length_mode) {
     return (op(kDeviceMmap).u8(slot).u8(index).u8(length_mode).u64(0).u64(0).u8(0).u8(0).u8(1));
   }
@@ -126,6 +133,127 @@ void kvm_tce_path(Seq& s) {
   s.op(kHcall).u8(kHPutTce).u8(0).u64(kWindow).u64(0x20000 | 1).u16(1);
 }
 
+// The group fd's ioctls with raw arguments: QEMU's order (status, container by fd, device by name), then every
+// way to get them wrong: bad fds of each kind, a second container, names that are no member, too long or run
+// into unmapped memory, arguments in unmapped memory, unset with a device open, raw numbers.
+void close_like_qemu(Seq& s);
+
+void group_ioctls(Seq& s) {
+  s.op(kOpenGroup).u8(kGroup4);
+  s.op(kOpenContainer);
+  s.group_call(0, kGroupGetStatus).exact().u32(0);
+  s.group_call(0, kGroupGetStatus).u8(kArgszShort).u32(0);
+  s.group_call(0, kGroupGetStatus, kArgHole).exact().u32(0);
+  s.group_call(0, kGroupSetContainer).raw_fd(-1);
+  s.group_call(0, kGroupSetContainer).raw_fd(1);       // open, no VFIO object: EINVAL
+  s.group_call(0, kGroupSetContainer).raw_fd(12345);   // closed: EBADF
+  s.group_call(0, kGroupSetContainer).group_fd(0);     // a group fd: EINVAL
+  s.group_call(0, kGroupSetContainer).container_fd(1); // an empty slot: EBADF
+  s.group_call(0, kGroupSetContainer, kArgKernelHalf).container_fd(0);
+  s.group_call(0, kGroupGetDeviceFd).u8(kNameMember).u8(0);  // no container yet: EINVAL
+  s.group_call(0, kGroupSetContainer).container_fd(0);
+  s.group_call(0, kGroupGetStatus).exact().u32(~0u);
+  s.group_call(0, kGroupGetDeviceFd).u8(kNameMember).u8(0);  // container without an IOMMU: EINVAL
+  s.op(kSetIommu).u8(0).u8(VFIO_SPAPR_TCE_v2_IOMMU);
+  s.group_call(0, kGroupSetContainer).container_fd(0);  // set already: EINVAL
+  s.group_call(0, kGroupGetDeviceFd).u8(kNameBadMember).u8(7);
+  const char junk[] = "0004:04:00.0 trailing";
+  s.group_call(0, kGroupGetDeviceFd).u8(kNameBytes).u8(sizeof(junk) - 1).raw(junk, sizeof(junk) - 1);
+  s.group_call(0, kGroupGetDeviceFd).u8(kNameTooLong).u8('0');
+  s.group_call(0, kGroupGetDeviceFd).u8(kNameIntoHole).u8(12).raw("0004:04:00.0", 12);
+  s.group_call(0, kGroupGetDeviceFd, kArgKernelHalf).u8(kNameMember).u8(0);
+  for (uint8_t m = 0; m < 3; ++m) s.group_call(0, kGroupGetDeviceFd).u8(kNameMember).u8(m);
+  s.group_call(0, kGroupGetDeviceFd).u8(kNameMember).u8(0);  // the GPU again: a second fd
+  s.group_call(0, kGroupUnsetContainer);                      // devices open: EBUSY
+  char raw[64] = "0004:04:00.1";  // a member's name, or fd 0x34303030 (closed) to SET_CONTAINER
+  for (uint8_t n : {3, 4, 5, 6, 7, 0}) s.group_call(0, kRawGroupCall).u8(n).raw(raw, sizeof(raw));
+  for (uint8_t d = 0; d < 4; ++d) s.op(kCloseDevice).u8(d);
+  s.group_call(0, kGroupUnsetContainer);
+  s.group_call(0, kGroupUnsetContainer);  // none: EINVAL
+  s.op(kCloseGroup).u8(0);
+  s.op(kCloseContainer).u8(0);
+}
+
+// VFIO_DEVICE_PCI_HOT_RESET with the group fds in the buffer: the valid one (the GPU's own group), then counts,
+// argsz, flags and fds that are wrong.
+void hot_resets(Seq& s) {
+  setup(s);
+  s.op(kGetDeviceFd).u8(0).u8(kGpu);
+  auto reset = [&](uint8_t flags, uint8_t count_mode, uint8_t nfds) -> Seq& {
+    return s.op(kHotResetIoctl).u8(kGpu).u8(kArgszExact).u8(flags).u8(count_mode).u8(nfds);
+  };
+  reset(0, 0, 1).group_fd(0);                              // the group's own fd: reset
+  reset(0, 0, 2).group_fd(0).group_fd(0);                  // more fds than functions to reset: EINVAL
+  reset(0, 0, 0);                                          // count 0: EINVAL
+  reset(0, 2, 1).u8(1).group_fd(0);
+  reset(1, 0, 1).group_fd(0);                              // a flag: EINVAL
+  reset(0x80, 0, 1).u32(0x80000000u).group_fd(0);
+  reset(0, 0, 1).container_fd(0);                          // a container fd: EINVAL
+  reset(0, 0, 1).device_fd(0);                             // a device fd: EINVAL
+  reset(0, 0, 1).raw_fd(-1);                               // EBADF
+  reset(0, 0, 1).group_fd(3);                              // an empty slot: EBADF
+  reset(0, 3, 1).u32(0x40000000u).group_fd(0);             // a huge count
+  s.op(kHotResetIoctl).u8(kGpu).u8(kArgszShort).u8(0).u8(0).u8(1).group_fd(0);
+  s.op(kHotResetIoctl).u8(kGpu).u8(kArgszRandom).u8(0).u8(0).u8(1).group_fd(0).u16(4);
+  s.op(kHotResetIoctl).u8(kGpu).u8(kArgszRandom).u8(0).u8(0).u8(1).group_fd(0).u16(0);
+  close_like_qemu(s);
+}
+
+// A v1 container over the legacy group (4 KiB or 64 KiB IOMMU pages): its fixed 32-bit table, ENABLE, v1 MAP
+// and UNMAP of pool memory (pinned page by page), EEH, DISABLE, and the group's detach clearing the table.
+void v1_legacy(Seq& s, uint8_t which) {
+  s.op(kOpenExtraGroup).u8(which);
+  s.op(kOpenContainer);
+  s.op(kSetContainer).u8(0).u8(0);
+  s.op(kSetIommu).u8(0).u8(VFIO_SPAPR_TCE_IOMMU);
+  s.container_call(kGetInfo).exact();
+  s.container_call(kMapDma).u8(3).pool_address(1, 0).u64(0).u64(1 << 16).exact();  // not enabled: EPERM
+  s.container_call(kEnable);
+  s.container_call(kEnable);  // EBUSY
+  s.container_call(kMapDma).u8(3).pool_address(1, 0).u64(0).u64(1 << 20).exact();
+  s.container_call(kMapDma).u8(1).pool_address(1, 2).u64(1 << 20).u64(1 << 18).exact();
+  s.container_call(kMapDma).u8(3).pool_address(1, 0).u64(0).u64(1 << 16).exact();  // mapped already: EBUSY
+  s.container_call(kMapDma).u8(3).u8(kHole).u64(0).u64(4 << 20).u64(1 << 16).exact();
+  s.container_call(kUnmapDma).u8(0).u64(1 << 16).u64(1 << 16).exact();
+  s.container_call(kRegister).u8(0).pool_address(0, 0).u64(1 << 20).exact();  // v2 only
+  s.container_call(kEehOp).u8(0).u8(VFIO_EEH_PE_ENABLE).u32(0).u32(0).u64(0).u64(0).exact();
+  s.container_call(kTceCreate).u8(0).u8(16).u64(1ull << 32).u8(1).exact();
+  s.container_call(kDisable);
+  s.container_call(kMapDma).u8(3).pool_address(1, 4).u64(1 << 21).u64(1 << 16).exact();
+  s.op(kOpenGroup).u8(kGroup4);
+  s.op(kSetContainer).u8(1).u8(0);  // an NVLink group beside the legacy one
+  s.op(kCloseGroup).u8(0);          // detach: the table cleared, its pins dropped
+  s.op(kCloseGroup).u8(1);
+  s.op(kCloseContainer).u8(0);
+}
+
+// A plain PHB group (IODA2, 2M and 1G pages) with a v2 container over the pool's 2 MiB-page buffers: a window of
+// 2 MiB IOMMU pages, registrations and maps of huge pages; then pinning until the model's RAM runs out, and the
+// process's own memlock limit.
+void phb_huge_pages(Seq& s) {
+  s.op(kOpenExtraGroup).u8(kPhbGroup);
+  s.op(kOpenContainer);
+  s.op(kSetContainer).u8(0).u8(0);
+  s.op(kSetIommu).u8(0).u8(VFIO_SPAPR_TCE_v2_IOMMU);
+  s.container_call(kGetInfo).exact();
+  s.container_call(kRegister).u8(0).pool_address(2, 0).u64(8 << 20).exact();
+  s.container_call(kTceCreate).u8(0).u8(21).u64(1ull << 32).u8(1).exact();
+  s.container_call(kMapDma).u8(3).pool_address(2, 0).u64(1ull << 59).u64(8 << 20).exact();
+  s.container_call(kMapDma).u8(3).pool_address(2, 1).u64((1ull << 59) + (16 << 20)).u64(2 << 20).exact();
+  s.container_call(kUnmapDma).u8(0).u64(1ull << 59).u64(2 << 20).exact();
+  s.container_call(kRegister).u8(0).pool_address(0, 0).u64(8 << 20).exact();   // 8 of 14 MiB left: fits
+  s.container_call(kRegister).u8(0).pool_address(0, 0).u64(16 << 20).exact();  // overlaps, and no frames
+  s.container_call(kUnregister).u8(0).pool_address(0, 0).u64(8 << 20).exact();
+  s.container_call(kRegister).u8(0).pool_address(0, 2).u64(6 << 20).exact();
+  s.op(kMemlockSource).u8(1);  // the process's own limit, which may be lower
+  s.container_call(kRegister).u8(0).pool_address(0, 0).u64(1 << 17).exact();
+  s.container_call(kTceCreate).u8(0).u8(16).u64(1ull << 36).u8(3).exact();
+  s.op(kMemlockSource).u8(0);
+  s.container_call(kTceRemove).u8(0).u64(1ull << 59).exact();
+  s.op(kCloseGroup).u8(0);
+  s.op(kCloseContainer).u8(0);
+}
+
 void close_like_qemu(Seq& s) {
   for (uint8_t m = 0; m < 4; ++m) s.op(kMunmap).u8(m);
   for (uint8_t d : {kGpu, kBridge0, kBridge1}) s.op(kCloseDevice).u8(d);
@@ -201,7 +329,37 @@ int main(int argc, char** argv) {
   }
   tce64_limit.op(kKvmCreateTceTableEdge).u8(3).u8(0).u8(kEdgeSizePastLimit).u64(0).u64(0);
   tce64_limit.op(kHcall).u8(kHStuffTce).u8(3).u64(0).u64(0).u16(64);
+  Seq groups;
+  group_ioctls(groups);
+  Seq resets;
+  hot_resets(resets);
+  Seq legacy4k, legacy64k, phb;
+  v1_legacy(legacy4k, kLegacyGroup4K);
+  v1_legacy(legacy64k, kLegacyGroup64K);
+  phb_huge_pages(phb);
+  // The QEMU sequence with an allocation failing in the calls that allocate: the default window, REGISTER, the
+  // DDW window, SET_CONTAINER (the group list node), GET_DEVICE_FD (extra regions), MAP (table levels).
+  Seq fail_nth;
+  for (uint8_t n = 0; n < 4; ++n) {
+    fail_nth.op(kOpenGroup).u8(kGroup4).op(kOpenContainer);
+    fail_nth.op(kFailNth).u8(n).op(kSetContainer).u8(0).u8(0);
+    fail_nth.op(kSetContainer).u8(0).u8(0);
+    fail_nth.op(kFailNth).u8(n).op(kSetIommu).u8(0).u8(VFIO_SPAPR_TCE_v2_IOMMU);
+    fail_nth.op(kSetIommu).u8(0).u8(VFIO_SPAPR_TCE_v2_IOMMU);
+    fail_nth.op(kFailNth).u8(n).container_call(kRegister).u8(0).pool_address(0, 0).u64(4 << 20).exact();
+    fail_nth.container_call(kRegister).u8(0).pool_address(0, 0).u64(4 << 20).exact();
+    fail_nth.op(kFailNth).u8(n).container_call(kTceCreate).u8(0).u8(16).u64(1ull << 32).u8(2).exact();
+    fail_nth.container_call(kTceCreate).u8(0).u8(16).u64(1ull << 32).u8(2).exact();
+    fail_nth.op(kFailNth).u8(n).op(kGetDeviceFd).u8(0).u8(kGpu);
+    fail_nth.op(kGetDeviceFd).u8(0).u8(kGpu);
+    fail_nth.op(kFailNth).u8(n).container_call(kMapDma).u8(3).pool_address(0, 0).u64(1ull << 59).u64(4 << 20).exact();
+    fail_nth.container_call(kMapDma).u8(3).pool_address(0, 0).u64(1ull << 59).u64(4 << 20).exact();
+    close_like_qemu(fail_nth);
+  }
   const std::pair<const char*, const Seq*> seeds[] = {
+      {"fail-nth", &fail_nth},
+      {"group-ioctls", &groups}, {"hot-reset-ioctl", &resets}, {"v1-legacy-group-4k", &legacy4k},
+      {"v1-legacy-group-64k", &legacy64k}, {"phb-group-huge-pages", &phb},
       {"kvm-tce-64-entries-wrap", &tce64_wrap}, {"kvm-tce-64-at-limit", &tce64_limit},
       {"qemu-7.2", &plain}, {"qemu-7.2-close-container-first", &reversed}, {"qemu-7.2-train-and-touch", &trained},
       {"v1-container", &v1}, {"short-argsz", &short_args}, {"qemu-7.2-kvm-tce", &with_kvm}};

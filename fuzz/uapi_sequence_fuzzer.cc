@@ -15,18 +15,23 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
+#include "base/fault_injection.h"
 #include "base/host_page.h"
 #include "fuzz/uapi_sequence.h"
 #include "kvm/vm.h"
+#include "mm/page_shift_source.h"
 #include "vfio/host.h"
 #include "vfio/invariant_checker.h"
+#include "vfio/test_groups.h"
 
 namespace nv2pt::fuzz {
 namespace {
@@ -41,28 +46,38 @@ constexpr uint64_t kMemlockBytes = 256ull << 20;  // the client's RLIMIT_MEMLOCK
 constexpr uint64_t kHoleSize = kMemlockBytes + (64ull << 20);
 constexpr size_t kArgBufferSize = 128 << 10;  // > any argsz (u16) plus the largest header
 constexpr size_t kEventfds = 4;
+// Buffers 2 and 3 are presented as backed by 2 MiB pages (hugetlb), so registrations, TCE windows and KVM tables
+// of larger IOMMU pages have memory to work on; the pool is aligned to 16 MiB for that.
+constexpr unsigned kHugeShift = 21;
+constexpr uint64_t kPoolAlign = 16ull << 20;
+// The model's host RAM: two ranges of 14 MiB in all, less than the pool's 16 MiB, so that pinning can run out of
+// frames (and a huge page finds no aligned run) before the memlock limit stops it.
+constexpr mm::PhysRange kRam[] = {{0, 8ull << 20}, {1ull << 30, 6ull << 20}};
 
 // Process-lifetime resources: the buffers registrations may pin, the hole, eventfds for SET_IRQS.
 struct Pool {
   Pool() {
-    const uint64_t base = reserve(kPoolBuffers * kPoolBufferSize + kHoleSize, PROT_NONE);
+    const uint64_t base = reserve(kPoolBuffers * kPoolBufferSize + kHoleSize, PROT_NONE, kPoolAlign);
     for (size_t i = 0; i < kPoolBuffers; ++i) buffers[i] = base + i * kPoolBufferSize;
     if (mprotect(reinterpret_cast<void*>(base), kPoolBuffers * kPoolBufferSize, PROT_READ | PROT_WRITE) != 0) abort();
     hole = base + kPoolBuffers * kPoolBufferSize;
     for (int& fd : eventfds) fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    arg = static_cast<uint8_t*>(std::aligned_alloc(64, kArgBufferSize));
+    // Page aligned: a name read (copy_string_from_client) goes in 4 KiB chunks from the buffer's start.
+    arg = static_cast<uint8_t*>(std::aligned_alloc(4096, kArgBufferSize));
+    page_shifts->set(buffers[2], 2 * kPoolBufferSize, kHugeShift);
     std::memset(arg, 0, kArgBufferSize);  // calls write only the first 4 KiB (arg() clears it): the rest stays 0
   }
-  // 64 KiB aligned, never freed.
-  static uint64_t reserve(uint64_t size, int prot) {
-    void* p = mmap(nullptr, size + kHostPageSize, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  // `align` aligned (a power of two), never freed.
+  static uint64_t reserve(uint64_t size, int prot, uint64_t align) {
+    void* p = mmap(nullptr, size + align, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) abort();
-    return (reinterpret_cast<uint64_t>(p) + kHostPageSize - 1) & ~(kHostPageSize - 1);
+    return (reinterpret_cast<uint64_t>(p) + align - 1) & ~(align - 1);
   }
   std::array<uint64_t, kPoolBuffers> buffers;
   uint64_t hole;
   std::array<int, kEventfds> eventfds;
   uint8_t* arg;
+  std::shared_ptr<mm::FixedPageShiftSource> page_shifts = std::make_shared<mm::FixedPageShiftSource>();
 };
 
 Pool& pool() {
@@ -99,7 +114,64 @@ vfio::Host& shared_host() {
   return *host;
 }
 
-class Session {
+// The fuzzer's own groups (ExtraGroup), shared like the host.
+struct ExtraGroups {
+  // 32-bit windows of 128 MiB and 256 MiB: v1's ENABLE charges the window, and the memlock limit is 256 MiB.
+  vfio::testing::LegacyGroup legacy4k{kExtraGroupIdBase + kLegacyGroup4K, 12, 128ull << 20};
+  vfio::testing::LegacyGroup legacy64k{kExtraGroupIdBase + kLegacyGroup64K, 16, 256ull << 20};
+  vfio::testing::PhbGroup phb{kExtraGroupIdBase + kPhbGroup};
+  vfio::Group& operator[](size_t i) { return i == 0 ? legacy4k.group : i == 1 ? legacy64k.group : phb.group; }
+};
+
+ExtraGroups& extra_groups() {
+  static ExtraGroups groups;
+  return groups;
+}
+
+// The fds of the client's file table: slot i of each kind has a fixed number (open while the slot is filled);
+// stdin, stdout and stderr are open but no VFIO object. Every other number is closed.
+constexpr int kContainerFd0 = 100, kGroupFd0 = 200, kDeviceFd0 = 300;
+
+// The client's memlock limit: 256 MiB without CAP_IPC_LOCK.
+mm::MemlockPolicy fixed_memlock() { return mm::MemlockPolicy::fixed(kMemlockBytes, /*cap_ipc_lock=*/false); }
+// The process's own limits (getrlimit, capget), bounded by that: a higher limit, or CAP_IPC_LOCK's unbounded
+// charge, would let a registration run past the hole.
+mm::MemlockPolicy own_memlock() {
+  return mm::MemlockPolicy::of([] {
+    const mm::MemlockLimits own = mm::MemlockPolicy::current_process().read();
+    return mm::MemlockLimits{std::min(own.limit_bytes, kMemlockBytes), false};
+  });
+}
+
+// Backing page sizes: 2 MiB pages over pool buffers 2 and 3 (FixedPageShiftSource), which real memory never has
+// here, and elsewhere what the process's own VMAs say (/proc/self/maps, smaps for hugetlb VMAs). Buffer 0, the
+// seeds' guest RAM, is plain anonymous memory, whose answer (64 KiB pages) the fuzzer knows without reading
+// /proc/self/maps at every registration (a tenth of the fuzzer's time when it did).
+class PoolPageShifts final : public mm::PageShiftSource {
+ public:
+  std::vector<mm::ShiftRun> page_shifts(uint64_t ua, uint64_t len) const override {
+    const uint64_t end = ua + len;
+    const Pool& p = pool();
+    const bool in_buffer0 = ua >= p.buffers[0] && end <= p.buffers[0] + kPoolBufferSize;
+    const bool in_huge = ua >= p.buffers[2] && end <= p.buffers[3] + kPoolBufferSize;
+    if (in_buffer0 || in_huge) return p.page_shifts->page_shifts(ua, len);
+    std::vector<mm::ShiftRun> runs;
+    for (const mm::ShiftRun& r : process_.page_shifts(ua, len)) {
+      // Outside the presented buffers only (runs must not overlap).
+      const uint64_t lo = pool().buffers[2], hi = pool().buffers[3] + kPoolBufferSize;
+      if (r.start < lo) runs.push_back({r.start, std::min(r.end, lo), r.shift});
+      if (r.end > hi) runs.push_back({std::max(r.start, hi), r.end, r.shift});
+    }
+    for (const mm::ShiftRun& r : pool().page_shifts->page_shifts(ua, len)) runs.push_back(r);
+    std::sort(runs.begin(), runs.end(), [](const mm::ShiftRun& a, const mm::ShiftRun& b) { return a.start < b.start; });
+    return runs;
+  }
+
+ private:
+  mm::ProcessPageShiftSource process_;
+};
+
+class Session final : public vfio::FdResolver {
  public:
   Session() {
     if (std::getenv("NV2PT_FUZZ_FRESH_HOST")) {
@@ -110,16 +182,40 @@ class Session {
     }
     mm::AddressSpaceOptions as;
     as.id = 1;
-    as.memlock = mm::MemlockPolicy::fixed(kMemlockBytes, /*cap_ipc_lock=*/false);
+    as.memlock = fixed_memlock();
+    as.pinner.ram.assign(std::begin(kRam), std::end(kRam));
+    as.pinner.page_shifts = std::make_shared<PoolPageShifts>();
     as_ = std::make_unique<mm::AddressSpace>(as);
     vm_ = std::make_unique<kvm::Vm>(*as_, 1);
     group_ids_ = host_->group_ids();
   }
 
+  // vfio::FdResolver over the slots: what the interposer's fd table answers (EBADF closed, EINVAL another kind).
+  Result<std::shared_ptr<vfio::Container>> container(int fd) const override {
+    if (fd >= kContainerFd0 && fd < kContainerFd0 + static_cast<int>(kSlots) && containers_[fd - kContainerFd0])
+      return containers_[fd - kContainerFd0];
+    return fail(is_open(fd) ? kEINVAL : kEBADF);
+  }
+  Result<vfio::Group*> group(int fd) const override {
+    if (fd >= kGroupFd0 && fd < kGroupFd0 + static_cast<int>(kSlots) && groups_[fd - kGroupFd0])
+      return groups_[fd - kGroupFd0];
+    return fail(is_open(fd) ? kEINVAL : kEBADF);
+  }
+  Result<int> install_device(vfio::Group& group, vfio::PciDevice& device) override {
+    auto s = free_slot(devices_);
+    if (!s) return fail(Errno{EMFILE});
+    devices_[*s] = DeviceSlot{&group, &device};
+    return kDeviceFd0 + static_cast<int>(*s);
+  }
+
   void run(InputReader& in) {
     for (int steps = 0; !in.done() && steps < 256; ++steps) {
       idle_ = false;
-      step(in);
+      {
+        std::optional<ScopedFailNth> arm;  // kFailNth: armed for this call only, not for the check after it
+        if (fail_nth_) arm.emplace(std::exchange(fail_nth_, 0));
+        step(in);
+      }
       if (!idle_) check(steps);  // a call that reached nothing in the model changed nothing
     }
     close_all();
@@ -136,6 +232,25 @@ class Session {
     void* addr;
     size_t length;
   };
+
+  bool is_open(int fd) const {
+    auto in = [fd](int base, const auto& slots) {
+      return fd >= base && fd < base + static_cast<int>(kSlots) && static_cast<bool>(slots[fd - base]);
+    };
+    return (fd >= 0 && fd <= 2) || in(kContainerFd0, containers_) || in(kGroupFd0, groups_) ||
+           in(kDeviceFd0, devices_);
+  }
+  static int32_t fd_of(int base, uint8_t slot) { return base + slot % kSlots; }
+  // An fd operand (see FdKind).
+  int32_t fd(InputReader& in) {
+    const uint8_t v = in.u8();
+    switch (v % kFdKindCount) {
+      case kFdContainer: return fd_of(kContainerFd0, v / kFdKindCount);
+      case kFdGroup: return fd_of(kGroupFd0, v / kFdKindCount);
+      case kFdDevice: return fd_of(kDeviceFd0, v / kFdKindCount);
+      default: return static_cast<int32_t>(in.u32());
+    }
+  }
 
   template <class T>
   static std::optional<size_t> free_slot(const std::array<T, kSlots>& slots) {
@@ -177,8 +292,10 @@ class Session {
     return false;
   }
 
-  uint32_t argsz(InputReader& in, size_t natural) {
-    switch (in.u8() % kArgszModeCount) {
+  uint32_t argsz(InputReader& in, size_t natural) { return argsz(in.u8(), in, natural); }
+  // The same with the mode read already (random and larger sizes read their operand from `in`).
+  static uint32_t argsz(uint8_t mode, InputReader& in, size_t natural) {
+    switch (mode % kArgszModeCount) {
       case kArgszExact: return static_cast<uint32_t>(natural);
       case kArgszShort: return static_cast<uint32_t>(natural - 1);
       case kArgszRandom: return in.u16();
@@ -231,21 +348,18 @@ class Session {
       case kCloseGroup: {
         vfio::Group*& g = groups_[in.u8() % kSlots];
         idle_ = !g;
-        if (g) host_->release_group(*g);
-        g = nullptr;
+        release(g);
         break;
       }
       case kSetContainer: {
         vfio::Group* g = groups_[in.u8() % kSlots];
-        const auto& c = containers_[in.u8() % kSlots];
-        idle_ = !g;
-        if (g) (void)g->set_container(c);  // a null container is EINVAL, as a bad fd would be
+        const int32_t container_fd = fd_of(kContainerFd0, in.u8());  // an empty slot's fd is closed: EBADF
+        std::memcpy(arg(), &container_fd, sizeof(container_fd));
+        hand_over(sizeof(container_fd), sizeof(container_fd));
+        group_ioctl(g, VFIO_GROUP_SET_CONTAINER, reinterpret_cast<unsigned long>(pool().arg));
         break;
       }
-      case kUnsetContainer:
-        if (vfio::Group* g = groups_[in.u8() % kSlots]) (void)g->unset_container();
-        else idle_ = true;
-        break;
+      case kUnsetContainer: group_ioctl(groups_[in.u8() % kSlots], VFIO_GROUP_UNSET_CONTAINER, 0); break;
       case kSetIommu: {
         const auto& c = containers_[in.u8() % kSlots];
         const uint8_t t = in.u8();
@@ -258,15 +372,10 @@ class Session {
       case kGetDeviceFd: {
         vfio::Group* g = groups_[in.u8() % kSlots];
         const uint8_t member = in.u8();
-        auto s = free_slot(devices_);
-        if (!g || !s) {
-          idle_ = true;
-          break;
-        }
-        std::string name = member >= 0x80 || g->devices().empty()
-                               ? "0004:04:00." + std::to_string(member)
-                               : g->devices()[member % g->devices().size()]->name();
-        if (auto d = g->get_device(*as_, name)) devices_[*s] = DeviceSlot{g, *d};
+        const std::string name = member >= 0x80 || !g || g->devices().empty()
+                                     ? "0004:04:00." + std::to_string(member)
+                                     : g->devices()[member % g->devices().size()]->name();
+        group_ioctl(g, VFIO_GROUP_GET_DEVICE_FD, name_in_buffer(name));
         break;
       }
       case kCloseDevice: {
@@ -360,7 +469,159 @@ class Session {
         break;
       }
       case kHcall: hcall(in); break;
+      case kGroupIoctl: group_call(in); break;
+      case kHotResetIoctl: hot_reset_call(in); break;
+      case kOpenExtraGroup: {
+        vfio::Group& g = extra_groups()[in.u8() % kExtraGroupCount];
+        auto s = free_slot(groups_);
+        idle_ = !s;
+        if (s && g.open()) groups_[*s] = &g;
+        break;
+      }
+      case kFailNth:
+        fail_nth_ = 1 + in.u8() % 32;
+        idle_ = true;
+        break;
+      case kMemlockSource:
+        as_->locked_memory().set_policy(in.u8() & 1 ? own_memlock() : fixed_memlock());
+        idle_ = true;  // nothing changed in the model
+        break;
     }
+  }
+
+  // The group fd's ioctl, as the interposer dispatches it.
+  void group_ioctl(vfio::Group* g, unsigned long cmd, unsigned long value) {
+    idle_ = !g;
+    if (!g) return;
+    auto r = g->ioctl(*as_, cmd, value, *this);
+    if (trace())
+      std::fprintf(stderr, "  group ioctl %#lx -> %s\n", cmd,
+                   r ? std::to_string(*r).c_str() : std::string(errno_name(r.error())).c_str());
+  }
+
+  // `name` and its NUL at the start of the argument buffer; the client hands over the 4 KiB chunks the read
+  // (strndup_user's, in copy_string_from_client's chunks) may touch before it meets the NUL.
+  unsigned long name_in_buffer(std::string_view name) {
+    uint8_t* buf = arg();
+    std::memcpy(buf, name.data(), name.size());
+    hand_over(0, (name.size() + 1 + 4095) / 4096 * 4096);
+    return reinterpret_cast<unsigned long>(buf);
+  }
+
+  void group_call(InputReader& in) {
+    vfio::Group* g = groups_[in.u8() % kSlots];
+    const uint8_t call = in.u8() % kGroupCallCount;
+    const uint8_t place = in.u8() % kArgPlaceCount;
+    uint8_t* buf = arg();
+    unsigned long cmd = 0;
+    unsigned long value = reinterpret_cast<unsigned long>(buf);
+    bool filled = false;  // the buffer past its first 4 KiB, which stays zero otherwise, was written
+    switch (call) {
+      case kGroupGetStatus: {
+        cmd = VFIO_GROUP_GET_STATUS;
+        vfio_group_status s{};
+        s.argsz = argsz(in, sizeof(s));
+        s.flags = in.u32();
+        std::memcpy(buf, &s, sizeof(s));
+        hand_over(s.argsz, sizeof(s));  // minsz is the whole structure
+        break;
+      }
+      case kGroupSetContainer: {
+        cmd = VFIO_GROUP_SET_CONTAINER;
+        const int32_t f = fd(in);
+        std::memcpy(buf, &f, sizeof(f));
+        hand_over(sizeof(f), sizeof(f));
+        break;
+      }
+      case kGroupUnsetContainer: cmd = VFIO_GROUP_UNSET_CONTAINER; break;
+      case kGroupGetDeviceFd: {
+        cmd = VFIO_GROUP_GET_DEVICE_FD;
+        const uint8_t form = in.u8() % kNameFormCount;
+        const uint8_t n = in.u8();
+        std::string name;
+        switch (form) {
+          case kNameMember:
+            name = g && !g->devices().empty() ? g->devices()[n % g->devices().size()]->name() : "";
+            break;
+          case kNameBadMember: name = "0004:04:00." + std::to_string(n); break;
+          case kNameBytes:
+            name.resize(n % 65);
+            name.resize(in.bytes(name.data(), name.size()));
+            if (auto nul = name.find('\0'); nul != std::string::npos) name.resize(nul);
+            break;
+          case kNameTooLong: {
+            // PAGE_SIZE (64 KiB) bytes and no NUL: strndup_user gives EINVAL; the read stops at the limit.
+            hand_over(0, kHostPageSize);
+            std::memset(buf, n ? n : 'a', kHostPageSize);
+            filled = true;
+            break;
+          }
+          default: {
+            // Unterminated at the end of the last pool buffer: the read runs into the hole (EFAULT).
+            const size_t len = n % 65;
+            uint8_t* end = reinterpret_cast<uint8_t*>(pool().hole);
+            std::memset(end - len, 'x', len);
+            in.bytes(end - len, len);
+            for (size_t i = 0; i < len; ++i) end[-1 - static_cast<ptrdiff_t>(i)] |= 1;  // no NUL
+            value = pool().hole - len;
+            break;
+          }
+        }
+        if (form <= kNameBytes) value = name_in_buffer(name);
+        break;
+      }
+      default:
+        cmd = _IO(VFIO_TYPE, VFIO_BASE + in.u8() % 32);
+        in.bytes(buf, 64);
+        hand_over(0, 4096);  // a name read (GET_DEVICE_FD) reads the first 4 KiB chunk
+        break;
+    }
+    if (place == kArgHole) value = pool().hole;
+    if (place == kArgKernelHalf) value |= 1ull << 63;
+    group_ioctl(g, cmd, value);
+    if (filled) std::memset(buf, 0, kHostPageSize);  // still addressable
+  }
+
+  // VFIO_DEVICE_PCI_HOT_RESET with the header and the group fds in the argument buffer, everything raw (the
+  // argsz mode's random or extra operand comes after the fds).
+  void hot_reset_call(InputReader& in) {
+    const auto& d = devices_[in.u8() % kSlots];
+    const uint8_t argsz_mode = in.u8();
+    const uint8_t flags_byte = in.u8();
+    const uint8_t count_mode = in.u8() % 4;
+    const size_t nfds = in.u8() % 8;
+    vfio_pci_hot_reset s{};
+    s.flags = flags_byte & 0x80 ? in.u32() : flags_byte & 1;
+    s.count = count_mode <= 1 ? static_cast<uint32_t>(nfds) : count_mode == 2 ? in.u8() : in.u32();
+    uint8_t* buf = arg();
+    int32_t fds[8];
+    for (size_t i = 0; i < nfds; ++i) fds[i] = fd(in);
+    s.argsz = argsz(argsz_mode, in, sizeof(s) + nfds * sizeof(int32_t));
+    std::memcpy(buf, &s, sizeof(s));
+    std::memcpy(buf + sizeof(s), fds, nfds * sizeof(int32_t));
+    hot_reset_ioctl(d, s, nfds);
+  }
+
+  // The device's VFIO_DEVICE_PCI_HOT_RESET on the header and `nfds` fds in the argument buffer. The kernel reads
+  // `count` fds after the header, whatever argsz says: the client hands over the larger of argsz, the fds it
+  // wrote and what count names (a count past the reset's scope is refused before the fds are read).
+  void hot_reset_ioctl(const std::optional<DeviceSlot>& d, const vfio_pci_hot_reset& s, size_t nfds) {
+    const uint64_t read = sizeof(s) + std::min<uint64_t>(s.count, 1024) * sizeof(int32_t);
+    hand_over(s.argsz, std::max<uint64_t>(read, sizeof(s) + nfds * sizeof(int32_t)));
+    idle_ = !d;
+    if (!d) return;
+    auto r = d->device->ioctl(*as_, VFIO_DEVICE_PCI_HOT_RESET, reinterpret_cast<unsigned long>(pool().arg), *this);
+    if (trace())
+      std::fprintf(stderr, "  hot reset argsz %u flags %#x count %u (%zu fds) -> %s\n", s.argsz, s.flags, s.count,
+                   nfds, r ? "ok" : std::string(errno_name(r.error())).c_str());
+  }
+
+  // Closes a group fd: the host's groups through the host (its ownership lock), the fuzzer's own directly.
+  void release(vfio::Group*& g) {
+    if (!g) return;
+    if (g->id() >= kExtraGroupIdBase) g->release();
+    else host_->release_group(*g);
+    g = nullptr;
   }
 
   uint64_t liobn(InputReader& in) { return kLiobnBase + in.u8() % kSlots; }
@@ -554,11 +815,14 @@ class Session {
         s.count = in.u8() % 8;
         s.argsz = argsz(in, sizeof(s));
         const uint8_t mask = in.u8();
-        std::vector<vfio::Group*> groups;
-        for (size_t i = 0; i < kSlots; ++i)
-          if (mask & (1u << i)) groups.push_back(groups_[i]);  // may be null: a bad group fd
-        idle_ = !d;
-        if (d) (void)d->device->hot_reset(s, groups);
+        size_t nfds = 0;
+        for (uint8_t i = 0; i < kSlots; ++i) {  // an empty slot's fd is closed: EBADF
+          if (!(mask & (1u << i))) continue;
+          const int32_t group_fd = fd_of(kGroupFd0, i);
+          std::memcpy(buf + sizeof(s) + nfds++ * sizeof(int32_t), &group_fd, sizeof(group_fd));
+        }
+        std::memcpy(buf, &s, sizeof(s));
+        hot_reset_ioctl(d, s, nfds);
         return;
       }
       default:
@@ -569,7 +833,7 @@ class Session {
     }
     hand_over(given, minsz);
     idle_ = !d;
-    if (d) (void)d->device->ioctl(*as_, cmd, reinterpret_cast<unsigned long>(buf));
+    if (d) (void)d->device->ioctl(*as_, cmd, reinterpret_cast<unsigned long>(buf), *this);
   }
 
   void device_access(InputReader& in) {
@@ -635,23 +899,21 @@ class Session {
       if (d) d->group->device_released(*d->device);
       d.reset();
     }
-    for (auto& g : groups_) {
-      if (g) host_->release_group(*g);
-      g = nullptr;
-    }
+    for (auto& g : groups_) release(g);
     for (auto& c : containers_) c.reset();
   }
 
   // `step`: the call just made, or -1 after closing everything.
   void check(int step) {
-    std::vector<std::shared_ptr<vfio::Container>> live = host_->containers();
-    std::vector<const vfio::SpaprTceIommu*> iommus;
-    for (const auto& c : live)
-      if (const vfio::SpaprTceIommu* i = c->iommu()) iommus.push_back(i);
+    host_->containers(live_);  // vectors kept across calls: an allocation per check costs (ASan fills it)
+    iommus_.clear();
+    for (const auto& c : live_)
+      if (const vfio::SpaprTceIommu* i = c->iommu()) iommus_.push_back(i);
     uint64_t stt_pages = 0;  // locked memory the guest TCE tables charged
     for (uint64_t i = 0; vm_ && i < kSlots; ++i)
       if (const kvm::GuestTceTable* t = vm_->tce_table(kLiobnBase + i)) stt_pages += t->charged_pages();
-    vfio::InvariantReport r = vfio::check_invariants(*as_, iommus, stt_pages, &checked_);
+    vfio::InvariantReport r = vfio::check_invariants(*as_, iommus_, stt_pages, &checked_);
+    live_.clear();  // no reference outlives the check
     if (!r.ok())
       die("invariant violated " + (step < 0 ? std::string("after closing everything") : "after op " + std::to_string(step)) +
           ":\n" + r.to_string());
@@ -677,6 +939,9 @@ class Session {
   std::vector<vfio::Group*> kvm_groups_;  // groups added to the VM (deleted from it at the end of the input)
   std::vector<int> group_ids_;
   vfio::InvariantCache checked_;
+  std::vector<std::shared_ptr<vfio::Container>> live_;  // check()'s, kept for their capacity
+  std::vector<const vfio::SpaprTceIommu*> iommus_;
+  uint64_t fail_nth_ = 0;  // kFailNth's n for the next call, 0: none
   bool idle_ = false;  // the step just made reached nothing in the model (an empty slot, no free slot)  // the checker walks a TCE table again only after it changed
   std::array<std::shared_ptr<vfio::Container>, kSlots> containers_;
   std::array<vfio::Group*, kSlots> groups_{};

@@ -116,7 +116,8 @@ class TceTable {
   // through exchange, clear, hw_leaf or cache_leaf, and moves it before writing): an observer that saw (uid,
   // generation) before, with no writer active since, has nothing new to look at. The invariant checker, run after
   // every fuzzer call, walks only tables that changed. uid is unique for the process's lifetime (a new table at a
-  // freed one's address gets a new uid).
+  // freed one's address gets a new uid). Generation 0: nothing was ever handed out for writing, so every entry of
+  // both trees is still the zero of its allocation (create() writes none).
   uint64_t uid() const { return uid_; }
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 

@@ -27,6 +27,8 @@ class MemlockPolicy {
   static MemlockPolicy current_process();
   // Fixed values, for tests and for `nv2pt plan`-style what-ifs.
   static MemlockPolicy fixed(uint64_t limit_bytes, bool cap_ipc_lock);
+  // Any source (the fuzzer bounds the process's own limits by what its memory layout can take).
+  static MemlockPolicy of(std::function<MemlockLimits()> read) { return MemlockPolicy(std::move(read)); }
 
   MemlockLimits read() const { return read_(); }
 

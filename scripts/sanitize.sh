@@ -47,7 +47,7 @@ fuzz() {
   cp fuzz/corpus/* "$work"/
   # -error_exitcode/-timeout_exitcode make a crash, a leak or a hang fail the script; the reproducer lands in
   # build-fuzz/ (crash-*, leak-*, timeout-*).
-  phase "fuzz run (${seconds} s)" build-fuzz/bin/uapi_sequence_fuzzer -max_total_time="$seconds" -timeout=30 \
+  phase "fuzz run (${seconds} s)" build-fuzz/bin/uapi_sequence_fuzzer -max_total_time="$seconds" -entropic=0 -timeout=30 \
     -rss_limit_mb=4096 -error_exitcode=77 -timeout_exitcode=78 -print_final_stats=1 -artifact_prefix=build-fuzz/ \
     "$work" >build-fuzz/fuzz.log 2>&1 || rc=$?
   tail -25 build-fuzz/fuzz.log

@@ -132,12 +132,17 @@ std::string Host::loc_code(const platform::PciAddress& address) const {
 }
 
 std::vector<std::shared_ptr<Container>> Host::containers() const {
-  MutexLock lock(impl_->mutex);
   std::vector<std::shared_ptr<Container>> out;
+  containers(out);
+  return out;
+}
+
+void Host::containers(std::vector<std::shared_ptr<Container>>& out) const {
+  out.clear();
+  MutexLock lock(impl_->mutex);
   for (auto& w : impl_->containers) {
     if (auto c = w.lock()) out.push_back(std::move(c));
   }
-  return out;
 }
 
 }  // namespace nv2pt::vfio

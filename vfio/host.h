@@ -56,6 +56,8 @@ class Host {
 
   // Every container opened and still alive, for reports.
   std::vector<std::shared_ptr<Container>> containers() const;
+  // The same into `out` (cleared first), whose capacity a caller that asks after every call can keep.
+  void containers(std::vector<std::shared_ptr<Container>>& out) const;
 
  private:
   struct Impl;

@@ -149,12 +149,22 @@ InvariantReport check_invariants(const mm::AddressSpace& as, const std::vector<c
       // 2, 3, 4, 12: per TCE, unless the cache saw this table unchanged against the same regions.
       InvariantCache::Walk* seen = nullptr;
       if (cache) {
+        // A walk that found no valid TCE looked no region up, so it holds for any region set.
         auto it = cache->walks.find(t.uid());
         if (it != cache->walks.end() && it->second.generation == t.generation() && it->second.slot == w.slot &&
-            same_regions(it->second))
+            ((it->second.valid_tces == 0 && it->second.violations.empty()) || same_regions(it->second)))
           seen = &it->second;
       }
       InvariantCache::Walk fresh;
+      if (!seen && t.generation() == 0) {
+        // Never handed out for writing since its zeroed allocation (TceTable::generation): no entry to walk.
+        fresh.slot = w.slot;
+        if (cache) {
+          seen = &cache->walks.insert_or_assign(t.uid(), std::move(fresh)).first->second;
+        } else {
+          seen = &fresh;
+        }
+      }
       if (!seen) {
         const uint64_t generation = t.generation();
         fresh = walk_window(t, w.slot, v2, region_of);

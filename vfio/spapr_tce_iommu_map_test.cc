@@ -40,6 +40,30 @@ TEST_F(V2, CachedInvariantCheckWalksATableAgainOnceItChanged) {
   EXPECT_EQ(cache.walks.size(), 1u) << "the removed window's walk is dropped";
 }
 
+// The cache skips what cannot hold a TCE: a window never handed out for writing (generation 0), and, after new
+// registrations, a walk that found none. Neither may hide a TCE written behind the counters (live count 0) into a
+// window no mapping ever touched: it is found, cached or not.
+TEST_F(V2, CachedInvariantCheckFindsATceWrittenIntoAnUntouchedWindow) {
+  ClientMemory m(2 * MiB);
+  InvariantCache cache;
+  auto cached = [&] { return check_invariants(as, {&iommu()}, 0, &cache); };
+  ASSERT_EQ(create(16, 1 * GiB, 1), kWindow1);  // the default window comes first: two windows, never written
+  ASSERT_TRUE(cached().ok()) << cached().to_string();
+  EXPECT_EQ(cache.walks.size(), 2u);
+  ASSERT_TRUE(reg(m.ua(), 2 * MiB));  // the regions change
+  ASSERT_TRUE(cached().ok()) << cached().to_string();
+  auto& table = const_cast<iommu::TceTable&>(window(0));
+  iommu::TceTable::Leaf leaf = table.hw_leaf(7, true);
+  leaf.entries->store(iommu::to_be(0x10000 | iommu::kTceRead), std::memory_order_relaxed);
+  const InvariantReport full = check_invariants(as, {&iommu()});
+  EXPECT_FALSE(full.ok());
+  EXPECT_EQ(cached().violations, full.violations);
+  leaf.entries->store(0, std::memory_order_relaxed);
+  (void)table.hw_leaf(7, false);  // the writer's next call
+  EXPECT_TRUE(cached().ok()) << cached().to_string();
+  EXPECT_TRUE(unreg(m.ua(), 2 * MiB));
+}
+
 // Clearing stops once the table's live entries are all cleared: entries at both ends of a sparse 2 GiB default
 // window still go, with their mapped counts.
 TEST_F(V2, FreeingASparseWindowClearsItsFirstAndLastEntries) {

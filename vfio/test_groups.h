@@ -36,12 +36,13 @@ struct PhbGroup {
 };
 
 // A group without ownership ops (pseries/POWER7-like): the only kind a v1 container takes. Its fixed 32-bit table
-// has 4 KiB IOMMU pages unless `page_shift` says otherwise.
+// has 4 KiB IOMMU pages unless `page_shift` says otherwise, and spans `tce32_size` bytes (v1's ENABLE charges all
+// of it to locked memory).
 struct LegacyGroup {
-  explicit LegacyGroup(int id, unsigned page_shift = 12)
+  explicit LegacyGroup(int id, unsigned page_shift = 12, uint64_t tce32_size = 2ull << 30)
       : pe("legacy" + std::to_string(id), iommu::Pe::Kind::kPhb4),
         table_group("legacy" + std::to_string(id), iommu::TableGroup::Ops::kLegacy,
-                    {.tce32_page_shift = page_shift}, {&pe}),
+                    {.tce32_size = tce32_size, .tce32_page_shift = page_shift}, {&pe}),
         group(id, &table_group) {}
   iommu::Pe pe;
   iommu::TableGroup table_group;
