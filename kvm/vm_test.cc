@@ -420,7 +420,9 @@ TEST_F(KvmTest, SlotRemovalWaitsForTheHypercallUsingIt) {
     probed = false;
     probe = std::thread([&] {
       auto d = as.registry().add_device(probe_memory.ua(), probe_memory.size() >> 16, kGpuHpa);
-      if (d) EXPECT_TRUE(as.registry().put(*d));
+      if (d) {
+        EXPECT_TRUE(as.registry().put(*d));
+      }
       probed = true;
     });
     for (int ms = 0; ms < 500 && !probed; ++ms) std::this_thread::sleep_for(1ms);

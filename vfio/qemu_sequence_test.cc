@@ -180,7 +180,9 @@ TEST_F(QemuSequence, RealizeThenFirstResetOneGpuTwoBridges) {
       vfio_irq_set off{sizeof(off), VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0, 0, 0};
       EXPECT_EQ(ioctl(d, VFIO_DEVICE_SET_IRQS, &off), 0);
     }
-    if (d->reset_works()) EXPECT_EQ(ioctl(d, VFIO_DEVICE_RESET, static_cast<int*>(nullptr)), 0);
+    if (d->reset_works()) {
+      EXPECT_EQ(ioctl(d, VFIO_DEVICE_RESET, static_cast<int*>(nullptr)), 0);
+    }
     uint32_t zero = 0;
     for (unsigned bar = 0; bar < 6; ++bar)
       EXPECT_TRUE(d->write(std::as_bytes(std::span(&zero, 1)), region_offset(7) + 0x10 + 4 * bar));
