@@ -35,7 +35,9 @@ Group::~Group() {
 
 Result<void> Group::open() {
   MutexLock lock(mutex_);
-  if (open_) return fail(kEBUSY);
+  // vfio_group_fops_open: one open at a time, and none while a previous open's container binding lives on (the
+  // group fd was closed while device fds or KVM still hold the container).
+  if (open_ || container_) return fail(kEBUSY);
   open_ = true;
   return {};
 }

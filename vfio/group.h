@@ -39,7 +39,8 @@ class Group {
   EehPe& eeh() { return eeh_; }
   const std::vector<PciDevice*>& devices() const { return devices_; }
 
-  // open("/dev/vfio/<n>"): EBUSY if already open. release(): the group fd closed (detaches from the container).
+  // open("/dev/vfio/<n>"): EBUSY if already open, or while the container binding of a previous open lives on.
+  // release(): the group fd closed (detaches from the container once no device fd or KVM holds it).
   Result<void> open();
   void release();
   bool is_open() const;

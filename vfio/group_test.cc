@@ -78,6 +78,26 @@ TEST_F(GroupIoctl, StatusContainerAndDeviceFdsGoThroughTheFileTable) {
   EXPECT_EQ(ioctl(_IO(VFIO_TYPE, VFIO_BASE + 30), uint64_t{0}).error(), kENOTTY);
 }
 
+// vfio_group_fops_open refuses a group whose previous open left its container binding behind (a device fd still
+// open); the last device fd dissolves the binding, and the group opens again, with no container.
+TEST_F(GroupIoctl, ReopenIsEbusyWhileADeviceFdKeepsTheContainer) {
+  ASSERT_EQ(set_container(kContainerFd), 0);
+  ASSERT_TRUE(fds_.containers[kContainerFd]->ioctl(as_, VFIO_SET_IOMMU, VFIO_SPAPR_TCE_v2_IOMMU));
+  ASSERT_EQ(get_device_fd("0004:04:00.0"), TestFds::kFirstDeviceFd);
+  host_->release_group(*group_);
+  group_ = nullptr;
+  EXPECT_EQ(host_->open_group(4).error(), kEBUSY);
+  auto [group, device] = fds_.devices.back();
+  fds_.devices.pop_back();
+  group->device_released(*device);
+  auto g = host_->open_group(4);
+  ASSERT_TRUE(g);
+  group_ = *g;
+  vfio_group_status status{sizeof(status)};
+  ASSERT_EQ(ioctl(VFIO_GROUP_GET_STATUS, &status), 0);
+  EXPECT_EQ(status.flags, VFIO_GROUP_FLAGS_VIABLE);
+}
+
 TEST_F(GroupIoctl, ArgumentsTheClientCannotReachAreEfault) {
   ClientMemory none(64 * KiB, PROT_NONE);
   EXPECT_EQ(ioctl(VFIO_GROUP_GET_STATUS, none.ua()).error(), kEFAULT);
