@@ -152,17 +152,17 @@ class PoolPageShifts final : public mm::PageShiftSource {
   std::vector<mm::ShiftRun> page_shifts(uint64_t ua, uint64_t len) const override {
     const uint64_t end = ua + len;
     const Pool& p = pool();
+    const uint64_t huge_lo = p.buffers[2], huge_hi = p.buffers[3] + kPoolBufferSize;  // buffers 2 and 3
     const bool in_buffer0 = ua >= p.buffers[0] && end <= p.buffers[0] + kPoolBufferSize;
-    const bool in_huge = ua >= p.buffers[2] && end <= p.buffers[3] + kPoolBufferSize;
+    const bool in_huge = ua >= huge_lo && end <= huge_hi;
     if (in_buffer0 || in_huge) return p.page_shifts->page_shifts(ua, len);
     std::vector<mm::ShiftRun> runs;
     for (const mm::ShiftRun& r : process_.page_shifts(ua, len)) {
       // Outside the presented buffers only (runs must not overlap).
-      const uint64_t lo = pool().buffers[2], hi = pool().buffers[3] + kPoolBufferSize;
-      if (r.start < lo) runs.push_back({r.start, std::min(r.end, lo), r.shift});
-      if (r.end > hi) runs.push_back({std::max(r.start, hi), r.end, r.shift});
+      if (r.start < huge_lo) runs.push_back({r.start, std::min(r.end, huge_lo), r.shift});
+      if (r.end > huge_hi) runs.push_back({std::max(r.start, huge_hi), r.end, r.shift});
     }
-    for (const mm::ShiftRun& r : pool().page_shifts->page_shifts(ua, len)) runs.push_back(r);
+    for (const mm::ShiftRun& r : p.page_shifts->page_shifts(ua, len)) runs.push_back(r);
     std::sort(runs.begin(), runs.end(), [](const mm::ShiftRun& a, const mm::ShiftRun& b) { return a.start < b.start; });
     return runs;
   }
@@ -192,13 +192,11 @@ class Session final : public vfio::FdResolver {
 
   // vfio::FdResolver over the slots: what the interposer's fd table answers (EBADF closed, EINVAL another kind).
   Result<std::shared_ptr<vfio::Container>> container(int fd) const override {
-    if (fd >= kContainerFd0 && fd < kContainerFd0 + static_cast<int>(kSlots) && containers_[fd - kContainerFd0])
-      return containers_[fd - kContainerFd0];
+    if (auto i = filled_slot(fd, kContainerFd0, containers_)) return containers_[*i];
     return fail(is_open(fd) ? kEINVAL : kEBADF);
   }
   Result<vfio::Group*> group(int fd) const override {
-    if (fd >= kGroupFd0 && fd < kGroupFd0 + static_cast<int>(kSlots) && groups_[fd - kGroupFd0])
-      return groups_[fd - kGroupFd0];
+    if (auto i = filled_slot(fd, kGroupFd0, groups_)) return groups_[*i];
     return fail(is_open(fd) ? kEINVAL : kEBADF);
   }
   Result<int> install_device(vfio::Group& group, vfio::PciDevice& device) override {
@@ -233,12 +231,15 @@ class Session final : public vfio::FdResolver {
     size_t length;
   };
 
+  // The slot behind `fd` among the slots numbered from `base`, if that slot is filled.
+  template <class T>
+  static std::optional<size_t> filled_slot(int fd, int base, const std::array<T, kSlots>& slots) {
+    if (fd < base || fd >= base + static_cast<int>(kSlots) || !slots[fd - base]) return std::nullopt;
+    return static_cast<size_t>(fd - base);
+  }
   bool is_open(int fd) const {
-    auto in = [fd](int base, const auto& slots) {
-      return fd >= base && fd < base + static_cast<int>(kSlots) && static_cast<bool>(slots[fd - base]);
-    };
-    return (fd >= 0 && fd <= 2) || in(kContainerFd0, containers_) || in(kGroupFd0, groups_) ||
-           in(kDeviceFd0, devices_);
+    return (fd >= 0 && fd <= 2) || filled_slot(fd, kContainerFd0, containers_) || filled_slot(fd, kGroupFd0, groups_) ||
+           filled_slot(fd, kDeviceFd0, devices_);
   }
   static int32_t fd_of(int base, uint8_t slot) { return base + slot % kSlots; }
   // An fd operand (see FdKind).
@@ -938,11 +939,11 @@ class Session final : public vfio::FdResolver {
   std::unique_ptr<kvm::Vm> vm_;           // after the address space: destroyed before it
   std::vector<vfio::Group*> kvm_groups_;  // groups added to the VM (deleted from it at the end of the input)
   std::vector<int> group_ids_;
-  vfio::InvariantCache checked_;
+  vfio::InvariantCache checked_;  // the checker walks a TCE table again only after it changed
   std::vector<std::shared_ptr<vfio::Container>> live_;  // check()'s, kept for their capacity
   std::vector<const vfio::SpaprTceIommu*> iommus_;
   uint64_t fail_nth_ = 0;  // kFailNth's n for the next call, 0: none
-  bool idle_ = false;  // the step just made reached nothing in the model (an empty slot, no free slot)  // the checker walks a TCE table again only after it changed
+  bool idle_ = false;  // the step just made reached nothing in the model (an empty slot, no free slot)
   std::array<std::shared_ptr<vfio::Container>, kSlots> containers_;
   std::array<vfio::Group*, kSlots> groups_{};
   std::array<std::optional<DeviceSlot>, kSlots> devices_;
