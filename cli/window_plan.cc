@@ -33,7 +33,7 @@ void measure_layout(const std::vector<PlanRange>& sorted, const PlanInput& input
     const uint64_t first = r.start >> input.page_shift;
     const uint64_t last = (r.start + r.size - 1) >> input.page_shift;
     for (uint64_t index = first - first % per_leaf; index <= last; index += per_leaf) {
-      (*table)->hw_leaf(index, true);
+      (*table)->hw_leaf(index, 1, true);
       (*table)->cache_leaf(index, true);
     }
   }

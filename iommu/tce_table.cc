@@ -1,5 +1,7 @@
 #include "iommu/tce_table.h"
 
+#include <sys/mman.h>
+
 #include <cstdlib>
 #include <new>
 
@@ -16,6 +18,22 @@ std::atomic<uint64_t>* block_of(uint64_t slot_be) {
 }
 
 std::atomic<uint64_t> next_uid{1};
+
+// Blocks of this size and more come straight from mmap, as the kernel's alloc_pages hands out pages: they read as
+// zero without being written, only the pages entries land on take memory, and no allocator fills them (under
+// ASan the allocator's shadow fills of a multi-MiB flat table were most of a short fuzzer input's time).
+constexpr uint64_t kMappedBlockBytes = 64 << 10;
+
+void* allocate_zeroed(uint64_t bytes) {
+  if (bytes < kMappedBlockBytes) return std::calloc(1, bytes);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+void free_zeroed(void* p, uint64_t bytes) {
+  if (bytes < kMappedBlockBytes) std::free(p);
+  else munmap(p, bytes);
+}
 
 }  // namespace
 
@@ -50,7 +68,7 @@ std::atomic<uint64_t>* TceTable::allocate_block() {
   const uint64_t bytes = geometry_.block_bytes();
   // Every block, top or lower, obeys the largest-allocation limit of the kernel's page allocator.
   if (bytes > options_.max_alloc_bytes || should_fail_allocation()) return nullptr;
-  void* p = std::calloc(1, bytes);
+  void* p = allocate_zeroed(bytes);
   if (!p) return nullptr;
   allocated_bytes_.fetch_add(bytes, std::memory_order_relaxed);
   allocated_blocks_.fetch_add(1, std::memory_order_relaxed);
@@ -65,9 +83,18 @@ void TceTable::free_block(std::atomic<uint64_t>* block, unsigned level) {
       if (from_be(slot) & kSlotPresent) free_block(block_of(slot), level - 1);
     }
   }
-  std::free(block);
+  free_zeroed(block, geometry_.block_bytes());
   allocated_bytes_.fetch_sub(geometry_.block_bytes(), std::memory_order_relaxed);
   allocated_blocks_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void TceTable::widen_written(uint64_t first, uint64_t end) {
+  uint64_t seen = written_first_.load(std::memory_order_relaxed);
+  while (first < seen && !written_first_.compare_exchange_weak(seen, first, std::memory_order_acq_rel)) {
+  }
+  seen = written_end_.load(std::memory_order_relaxed);
+  while (end > seen && !written_end_.compare_exchange_weak(seen, end, std::memory_order_acq_rel)) {
+  }
 }
 
 uint64_t TceTable::leaf_remaining(uint64_t index) const {
@@ -94,7 +121,7 @@ TceTable::Leaf TceTable::walk(Tree& tree, uint64_t index, bool alloc) {
         value = published;
       } else {
         // Another thread published first: use its block, drop ours.
-        std::free(fresh);
+        free_zeroed(fresh, geometry_.block_bytes());
         allocated_bytes_.fetch_sub(geometry_.block_bytes(), std::memory_order_relaxed);
         allocated_blocks_.fetch_sub(1, std::memory_order_relaxed);
         value = expected;
@@ -120,6 +147,7 @@ Result<TceTable::OldEntry> TceTable::exchange(uint64_t index, uint64_t hpa, DmaD
     if (perms == 0) return OldEntry{};  // clearing an entry whose leaf was never allocated
     return fail(kENOMEM);
   }
+  if (perms) widen_written(index, index + 1);
   const uint64_t old = from_be(leaf.entries->exchange(to_be(perms ? (hpa | perms) : 0), std::memory_order_acq_rel));
   count_live((perms != 0) - ((old & kTcePermMask) != 0));
   return OldEntry{old & ~kTcePermMask, tce_direction(old)};
@@ -138,16 +166,19 @@ uint64_t TceTable::cached_ua(uint64_t index) const {
 
 void TceTable::clear(uint64_t index, uint64_t n) {
   changed();
-  while (n) {
+  // Outside the written range every entry is zero already.
+  const Range written = written_range();
+  const uint64_t end = std::min(index + std::min(n, UINT64_MAX - index), written.end);  // saturated
+  index = std::max(index, written.first);
+  while (index < end) {
     Leaf leaf = walk(hw_, index, /*alloc=*/false);
-    const uint64_t step = std::min(n, leaf.count);
+    const uint64_t step = std::min(end - index, leaf.count);
     if (leaf.entries) {
       for (uint64_t i = 0; i < step; ++i) {
         if (from_be(leaf.entries[i].exchange(0, std::memory_order_relaxed)) & kTcePermMask) count_live(-1);
       }
     }
     index += step;
-    n -= step;
   }
 }
 

@@ -6,6 +6,7 @@
 // no leak. A published block is never removed before the table is freed (so clear() may skip missing leaves).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -64,10 +65,15 @@ class TceTable {
   bool contains(uint64_t bus_addr) const { return bus_addr >= bus_start_ && bus_addr < bus_end(); }
 
   // Entry `index` is relative to the window start. Callers bound it by size(); the walk itself does not.
-  // Both hand out writable entries, so both count as a change (generation()).
-  Leaf hw_leaf(uint64_t index, bool alloc) {
+  // Both hand out writable entries, so both count as a change (generation()). hw_leaf hands out at most `n`
+  // entries; with `alloc` the caller may make them valid (missing levels are allocated, and the written range
+  // grows over them), without it the caller only clears entries.
+  Leaf hw_leaf(uint64_t index, uint64_t n, bool alloc) {
     changed();
-    return walk(hw_, index, alloc);
+    Leaf leaf = walk(hw_, index, alloc);
+    leaf.count = std::min(leaf.count, n);
+    if (alloc && leaf.entries) widen_written(index, index + leaf.count);
+    return leaf;
   }
   Leaf cache_leaf(uint64_t index, bool alloc) {
     changed();
@@ -121,6 +127,18 @@ class TceTable {
   uint64_t uid() const { return uid_; }
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 
+  // Entries [first, end) of the hardware table: every entry outside has been zero since the table was created
+  // (every writer of a valid entry widens it first; clears do not narrow it). clear() and the invariant checker
+  // look only inside, so a large flat table with a few entries costs what those entries cost. Empty: first == end.
+  struct Range {
+    uint64_t first = 0;
+    uint64_t end = 0;
+  };
+  Range written_range() const {
+    const uint64_t end = written_end_.load(std::memory_order_acquire);
+    return {std::min(written_first_.load(std::memory_order_acquire), end), end};
+  }
+
   // Bytes of level blocks really allocated, hardware table and cache together.
   uint64_t allocated_bytes() const { return allocated_bytes_.load(std::memory_order_relaxed); }
   // Level blocks allocated so far (both trees).
@@ -134,6 +152,7 @@ class TceTable {
   TceTable(const TableGeometry& geometry, uint64_t bus_start, Options options);
 
   void changed() { generation_.fetch_add(1, std::memory_order_acq_rel); }
+  void widen_written(uint64_t first, uint64_t end);
 
   Leaf walk(Tree& tree, uint64_t index, bool alloc);
   Leaf walk_const(const Tree& tree, uint64_t index) const;
@@ -167,6 +186,8 @@ class TceTable {
   std::atomic<uint64_t> live_entries_{0};
   const uint64_t uid_;
   std::atomic<uint64_t> generation_{0};
+  std::atomic<uint64_t> written_first_{UINT64_MAX};
+  std::atomic<uint64_t> written_end_{0};
   Mutex update_mutex_;
   std::atomic<bool> retired_{false};
 };

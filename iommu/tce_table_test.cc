@@ -42,7 +42,7 @@ TEST(TceTable, LevelsAreAllocatedOnDemand) {
 TEST(TceTable, EntriesAreBigEndianInMemory) {
   auto t = make(16, 1ull << 30, 1, false);
   ASSERT_TRUE(t->exchange(1, 0x10000, DmaDirection::kBidirectional));
-  TceTable::Leaf leaf = t->hw_leaf(1, false);
+  TceTable::Leaf leaf = t->hw_leaf(1, 1, false);
   ASSERT_NE(leaf.entries, nullptr);
   const uint64_t raw = leaf.entries->load();
   const auto* bytes = reinterpret_cast<const uint8_t*>(&raw);
@@ -92,11 +92,39 @@ TEST(TceTable, LowerBlocksObeyTheAllocationLimit) {
 
 TEST(TceTable, LeafSpansEndAtTheBlockBoundary) {
   auto t = make(16, 1ull << 46, 2, false);
-  TceTable::Leaf leaf = t->hw_leaf(32760, true);
+  TceTable::Leaf leaf = t->hw_leaf(32760, UINT64_MAX, true);
   ASSERT_NE(leaf.entries, nullptr);
   EXPECT_EQ(leaf.count, 8u);
   auto flat = make(16, 1 * GiB, 1, false);
-  EXPECT_EQ(flat->hw_leaf(10, false).count, flat->size() - 10);
+  EXPECT_EQ(flat->hw_leaf(10, UINT64_MAX, false).count, flat->size() - 10);
+}
+
+// Every writer of a valid entry widens the written range first; clears neither widen nor narrow it, and clear()
+// looks only inside it.
+TEST(TceTable, WrittenRangeCoversEveryValidEntry) {
+  auto t = make(16, 1 * GiB, 1);  // one flat block of 16 Ki entries
+  using Span = std::pair<uint64_t, uint64_t>;
+  auto range = [&] { return Span(t->written_range().first, t->written_range().end); };
+  EXPECT_EQ(t->written_range().first, t->written_range().end) << "empty after creation";
+  ASSERT_TRUE(t->exchange(100, 0x10000, DmaDirection::kToDevice));
+  EXPECT_EQ(range(), Span(100, 101));
+  TceTable::Leaf leaf = t->hw_leaf(5000, 10, /*alloc=*/true);
+  ASSERT_NE(leaf.entries, nullptr);
+  EXPECT_EQ(leaf.count, 10u) << "no more than asked for";
+  EXPECT_EQ(range(), Span(100, 5010));
+  leaf.entries[9].store(to_be(0x20000 | kTceRead));
+  t->count_live(1);
+  (void)t->hw_leaf(9000, 10, /*alloc=*/false);  // a clearing writer
+  ASSERT_TRUE(t->exchange(12000, 0, DmaDirection::kNone));
+  EXPECT_EQ(range(), Span(100, 5010)) << "clears do not widen it";
+  EXPECT_EQ(t->live_entries(), 2u);
+  t->clear(0, t->size());
+  EXPECT_EQ(t->live_entries(), 0u);
+  EXPECT_EQ(t->get(5009), 0u);
+  EXPECT_EQ(range(), Span(100, 5010)) << "nor do clears narrow it";
+  t->clear(UINT64_MAX - 1, 8);  // an end past the top of the index space saturates
+  ASSERT_TRUE(t->exchange(3, 0x30000, DmaDirection::kToDevice));
+  EXPECT_EQ(range(), Span(3, 5010));
 }
 
 TEST(TceTable, ThreeLevelWalk) {
@@ -138,7 +166,7 @@ TEST(TceTable, OnDemandMemoryForTheSeedLayout) {
   for (uint64_t base : {0ull, 0x244000000000ull}) {
     for (uint64_t off = 0; off < 16 * GiB; off += 2 * GiB) {
       const uint64_t index = (base + off) >> 16;
-      ASSERT_NE(t->hw_leaf(index, true).entries, nullptr);
+      ASSERT_NE(t->hw_leaf(index, 1, true).entries, nullptr);
       ASSERT_NE(t->cache_leaf(index, true).entries, nullptr);
     }
   }
@@ -183,7 +211,7 @@ TEST(TceTable, GenerationMovesWithEveryWriterAndUidsAreUnique) {
   EXPECT_TRUE(moved());
   t->clear(0, 8);
   EXPECT_TRUE(moved());
-  (void)t->hw_leaf(7, false);
+  (void)t->hw_leaf(7, 1, false);
   EXPECT_TRUE(moved()) << "a leaf handed out may be written";
   (void)t->cache_leaf(7, false);
   EXPECT_TRUE(moved());

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstring>
 
@@ -53,6 +55,25 @@ TEST(ClientMemory, StringEndingRightBeforeAnUnmappedPageIsRead) {
   EXPECT_EQ(copy_string_from_client(reinterpret_cast<uint64_t>(first + 4096 - 6), 4).error(), kEINVAL);
   EXPECT_EQ(copy_string_from_client(0, 64).error(), kEFAULT);
   munmap(two, 8192);
+}
+
+// The pid process_vm_* is given is read again in a forked child: with the parent's, the child would read the
+// parent's copy of its memory.
+TEST(ClientMemory, AForkedChildReadsItsOwnMemory) {
+  volatile uint64_t value = 1;
+  uint64_t seen = 0;
+  ASSERT_TRUE(copy_from_client(&seen, reinterpret_cast<uint64_t>(&value), sizeof(seen)));  // the parent's pid
+  ASSERT_EQ(seen, 1u);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    value = 2;  // the child's page only
+    const bool ok = copy_from_client(&seen, reinterpret_cast<uint64_t>(&value), sizeof(seen)).has_value();
+    _exit(ok && seen == 2 ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the child read " << status;
 }
 
 }  // namespace

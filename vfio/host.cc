@@ -19,7 +19,8 @@ struct Host::Impl {
   std::map<platform::PciAddress, std::unique_ptr<PciDevice>> devices;
   std::map<int, std::unique_ptr<Group>> groups;
   mutable Mutex mutex;
-  std::vector<std::weak_ptr<Container>> containers NV2PT_GUARDED_BY(mutex);
+  // Pruned by every reader too: make_shared keeps a closed container's memory until its last weak reference goes.
+  mutable std::vector<std::weak_ptr<Container>> containers NV2PT_GUARDED_BY(mutex);
   std::map<int, int> lock_fds NV2PT_GUARDED_BY(mutex);  // group id -> flock'ed lock file
 
   explicit Impl(platform::Machine m) : machine(std::move(m)) {}
@@ -140,9 +141,12 @@ std::vector<std::shared_ptr<Container>> Host::containers() const {
 void Host::containers(std::vector<std::shared_ptr<Container>>& out) const {
   out.clear();
   MutexLock lock(impl_->mutex);
-  for (auto& w : impl_->containers) {
-    if (auto c = w.lock()) out.push_back(std::move(c));
-  }
+  std::erase_if(impl_->containers, [&out](const std::weak_ptr<Container>& w) {
+    auto c = w.lock();
+    if (!c) return true;
+    out.push_back(std::move(c));
+    return false;
+  });
 }
 
 }  // namespace nv2pt::vfio

@@ -41,9 +41,14 @@ InvariantCache::Walk walk_window(const iommu::TceTable& t, unsigned slot, bool v
   InvariantCache::Walk out;
   auto violation = [&](std::string text) { out.violations.push_back(std::move(text)); };
   std::map<const mm::RegisteredRegion*, uint64_t> per_region;
+  // Outside the written range every entry is zero (TceTable::written_range): the leaves' parts inside it only.
+  const iommu::TceTable::Range written = t.written_range();
+  const uint64_t written_end = std::min(written.end, t.size());
   t.for_each_leaf(false, [&](uint64_t first, iommu::TceTable::Leaf leaf) {
-    const uint64_t n = std::min(leaf.count, t.size() - std::min(first, t.size()));
-    for (uint64_t i = next_nonzero(leaf.entries, 0, n); i < n; i = next_nonzero(leaf.entries, i + 1, n)) {
+    if (first >= written_end || first + leaf.count <= written.first) return;
+    const uint64_t n = std::min(leaf.count, written_end - first);
+    const uint64_t from = written.first > first ? written.first - first : 0;
+    for (uint64_t i = next_nonzero(leaf.entries, from, n); i < n; i = next_nonzero(leaf.entries, i + 1, n)) {
       const uint64_t tce = iommu::from_be(leaf.entries[i].load(std::memory_order_relaxed));
       if (!(tce & iommu::kTcePermMask)) continue;
       ++out.valid_tces;

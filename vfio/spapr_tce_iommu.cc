@@ -408,7 +408,7 @@ Result<void> SpaprTceIommu::map_v2_locked(TceTable& table, uint64_t entry, uint6
   Errno error{0};
   while (done < pages && !error.value) {
     // One walk per leaf block, for the table and for its cache.
-    TceTable::Leaf hw = table.hw_leaf(entry + done, true);
+    TceTable::Leaf hw = table.hw_leaf(entry + done, pages - done, true);
     TceTable::Leaf cache = table.cache_leaf(entry + done, true);
     if (!hw.entries || !cache.entries) {  // tce_iommu_build_v2 does not check the cache slot
       error = kENOMEM;
@@ -556,7 +556,7 @@ void SpaprTceIommu::clear_locked(TceTable& table, uint64_t entry, uint64_t pages
   };
   while (pages && live) {
     // Where the cache has no leaf, the table has no valid entry either (invariant 12): skip the whole block.
-    TceTable::Leaf hw = table.hw_leaf(entry, false);
+    TceTable::Leaf hw = table.hw_leaf(entry, pages, false);
     TceTable::Leaf cache = v2 ? table.cache_leaf(entry, false) : hw;
     const uint64_t run = std::min(hw.count, pages);
     if (hw.entries && cache.entries) {

@@ -25,14 +25,14 @@ TEST_F(V2, CachedInvariantCheckWalksATableAgainOnceItChanged) {
   EXPECT_EQ(cache.walks.size(), 2u);
   // A TCE made valid behind the container's back: no cached user address, no live count, no mapped count.
   auto& table = const_cast<iommu::TceTable&>(window(1));
-  iommu::TceTable::Leaf leaf = table.hw_leaf(100, true);
+  iommu::TceTable::Leaf leaf = table.hw_leaf(100, 1, true);
   leaf.entries->store(iommu::to_be(0x10000 | iommu::kTceRead), std::memory_order_relaxed);
   const InvariantReport full = check_invariants(as, {&iommu()});
   const InvariantReport from_cache = cached();
   EXPECT_FALSE(from_cache.ok());
   EXPECT_EQ(from_cache.violations, full.violations);
   leaf.entries->store(0, std::memory_order_relaxed);
-  (void)table.hw_leaf(100, false);  // the writer's next call
+  (void)table.hw_leaf(100, 1, false);  // the writer's next call
   EXPECT_TRUE(cached().ok()) << cached().to_string();
   ASSERT_TRUE(unmap(kWindow1, 1 * MiB));
   ASSERT_TRUE(remove(kWindow1));
@@ -53,13 +53,13 @@ TEST_F(V2, CachedInvariantCheckFindsATceWrittenIntoAnUntouchedWindow) {
   ASSERT_TRUE(reg(m.ua(), 2 * MiB));  // the regions change
   ASSERT_TRUE(cached().ok()) << cached().to_string();
   auto& table = const_cast<iommu::TceTable&>(window(0));
-  iommu::TceTable::Leaf leaf = table.hw_leaf(7, true);
+  iommu::TceTable::Leaf leaf = table.hw_leaf(7, 1, true);
   leaf.entries->store(iommu::to_be(0x10000 | iommu::kTceRead), std::memory_order_relaxed);
   const InvariantReport full = check_invariants(as, {&iommu()});
   EXPECT_FALSE(full.ok());
   EXPECT_EQ(cached().violations, full.violations);
   leaf.entries->store(0, std::memory_order_relaxed);
-  (void)table.hw_leaf(7, false);  // the writer's next call
+  (void)table.hw_leaf(7, 1, false);  // the writer's next call
   EXPECT_TRUE(cached().ok()) << cached().to_string();
   EXPECT_TRUE(unreg(m.ua(), 2 * MiB));
 }
