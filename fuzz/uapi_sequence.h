@@ -57,6 +57,15 @@ enum Op : uint8_t {
   // u8 n: the next call runs with its (1 + n % 32)-th allocation failing (base/fault_injection.h), as the
   // fail_nth replay of the QEMU sequence does: ENOMEM, and everything the call did so far undone.
   kFailNth,
+  // A DMA by a device of a group slot, as the PHB performs it (Pe::translate, then the pinner's DMA into pinned
+  // memory): u8 group slot, u8 PE (member index), u8 window (below kMaxWindows: the u64 is an offset into that
+  // window, modulo its span; else the bus address itself), u64, u8 write (odd), u8 length (1 + n % 64), then the
+  // bytes of a write. A DMA the TCEs refuse freezes the group's EEH PE, as the PHB does. Appended, like the op
+  // after it: older inputs decode as before.
+  kDeviceDma,
+  // The sysfs facts the interposer answers for a PCI address (iommu_group link, devspec, ibm,loc-code): u8 form
+  // (even: the machine's function n % count, n the next u8; odd: a raw address, u16 domain, u8 bus, u8 devfn).
+  kSysfsFacts,
   kOpCount,
 };
 

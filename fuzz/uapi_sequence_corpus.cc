@@ -301,6 +301,24 @@ int main(int argc, char** argv) {
   close_container_first(reversed);
   Seq trained = qemu(true);
   close_like_qemu(trained);
+  // The device's side, after reset_and_map left guest RAM mapped at 1-4 MiB and GPU RAM at 2 GiB of the DDW
+  // window (window 0, the default one being gone): DMA through the GPU's and a bridge's PE into guest RAM (written,
+  // read back), where no TCE is (EFAULT), into GPU RAM, and at a raw bus address.
+  Seq dma = qemu(false);
+  const uint64_t word = 0x0123456789abcdef;
+  dma.op(kDeviceDma).u8(0).u8(0).u8(0).u64(0x101000).u8(1).u8(7).raw(&word, 8);
+  dma.op(kDeviceDma).u8(0).u8(0).u8(0).u64(0x101000).u8(0).u8(7);
+  dma.op(kDeviceDma).u8(0).u8(1).u8(0).u64(0x10fffc).u8(1).u8(7).raw(&word, 8);  // a bridge's PE; the page's end
+  dma.op(kDeviceDma).u8(0).u8(0).u8(0).u64(0x1000).u8(0).u8(7);                  // unmapped: EFAULT, frozen
+  for (uint32_t op : {VFIO_EEH_PE_GET_STATE, VFIO_EEH_PE_UNFREEZE_IO, VFIO_EEH_PE_GET_STATE, VFIO_EEH_PE_UNFREEZE_DMA,
+                      VFIO_EEH_PE_GET_STATE})
+    dma.container_call(kEehOp).u8(0).u8(static_cast<uint8_t>(op)).u32(0).u32(0).u64(0).u64(0).exact();
+  dma.op(kDeviceDma).u8(0).u8(0).u8(0).u64((2ull << 30) + 0x40).u8(0).u8(63);    // GPU RAM
+  dma.op(kDeviceDma).u8(0).u8(0).u8(0xff).u64(0x102000).u8(1).u8(7).raw(&word, 8);
+  for (uint8_t n = 0; n < 4; ++n) dma.op(kSysfsFacts).u8(0).u8(n);  // the machine's functions, then raw addresses
+  dma.op(kSysfsFacts).u8(1).u16(4).u8(4).u8(0);
+  dma.op(kSysfsFacts).u8(1).u16(0x77).u8(1).u8(0);
+  close_like_qemu(dma);
   Seq with_kvm = qemu(false);
   kvm_tce_path(with_kvm);
   close_like_qemu(with_kvm);
@@ -362,7 +380,8 @@ int main(int argc, char** argv) {
       {"v1-legacy-group-64k", &legacy64k}, {"phb-group-huge-pages", &phb},
       {"kvm-tce-64-entries-wrap", &tce64_wrap}, {"kvm-tce-64-at-limit", &tce64_limit},
       {"qemu-7.2", &plain}, {"qemu-7.2-close-container-first", &reversed}, {"qemu-7.2-train-and-touch", &trained},
-      {"v1-container", &v1}, {"short-argsz", &short_args}, {"qemu-7.2-kvm-tce", &with_kvm}};
+      {"v1-container", &v1}, {"short-argsz", &short_args}, {"qemu-7.2-kvm-tce", &with_kvm},
+      {"qemu-7.2-dma", &dma}};
   for (auto [name, seq] : seeds) {
     if (!write_file(dir + "/" + name, seq->bytes())) {
       std::perror(name);

@@ -19,6 +19,7 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -26,6 +27,8 @@
 
 #include "base/fault_injection.h"
 #include "base/host_page.h"
+#include "iommu/pe.h"
+#include "iommu/table_group.h"
 #include "fuzz/uapi_sequence.h"
 #include "kvm/vm.h"
 #include "mm/page_shift_source.h"
@@ -97,8 +100,25 @@ bool trace() {
   abort();
 }
 
+// The interposer always gives its host a runtime directory (group ownership across processes: an flock per
+// group), so the fuzzer's host has one too: a directory of its own, removed at exit.
+struct RuntimeDir {
+  RuntimeDir() {
+    char name[] = "/tmp/nv2pt-fuzz-XXXXXX";
+    if (!mkdtemp(name)) die("mkdtemp failed");
+    path = name;
+  }
+  ~RuntimeDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
+  }
+  std::string path;
+};
+
 std::unique_ptr<vfio::Host> make_host() {
+  static RuntimeDir dir;  // made before the first host, so destroyed after the last
   vfio::HostOptions options;
+  options.runtime_dir = dir.path;
   options.hardware.hmi_policy = platform::HmiPolicy::kLog;
   auto h = vfio::Host::create(platform::Machine::load_default(), options);
   if (!h) die("Host::create failed");
@@ -483,11 +503,87 @@ class Session final : public vfio::FdResolver {
         fail_nth_ = 1 + in.u8() % 32;
         idle_ = true;
         break;
+      case kDeviceDma: device_dma(in); break;
+      case kSysfsFacts: sysfs_facts(in); break;
       case kMemlockSource:
         as_->locked_memory().set_policy(in.u8() & 1 ? own_memlock() : fixed_memlock());
         idle_ = true;  // nothing changed in the model
         break;
     }
+  }
+
+  // A device's DMA. Where a TCE lets it into pinned RAM, the bytes must land at (or come from) the client address
+  // the TCE was made for: the user-address cache's, in v2. Nothing in the model changes, only client memory.
+  void device_dma(InputReader& in) {
+    vfio::Group* g = groups_[in.u8() % kSlots];
+    const uint8_t member = in.u8();
+    const uint8_t window = in.u8();
+    const uint64_t v = in.u64();
+    const bool write = in.u8() & 1;
+    const size_t len = 1 + in.u8() % 64;
+    std::array<std::byte, 64> bytes{};
+    if (write) in.bytes(bytes.data(), len);
+    idle_ = true;
+    if (!g || !g->table_group() || g->table_group()->members().empty()) return;
+    const auto& members = g->table_group()->members();
+    const iommu::Pe& pe = *members[member % members.size()];
+    const iommu::TceTable* in_window = window < iommu::kMaxWindows ? pe.window(window) : nullptr;
+    const uint64_t bus = in_window ? in_window->bus_start() + v % (in_window->bus_end() - in_window->bus_start()) : v;
+    auto hpa = pe.translate(bus, write);
+    if (trace())
+      std::fprintf(stderr, "  dma %s bus %#llx -> %s\n", write ? "write" : "read", (unsigned long long)bus,
+                   hpa ? "ok" : std::string(errno_name(hpa.error())).c_str());
+    if (!hpa) {
+      g->eeh().freeze();  // the PHB stops the PE on a refused DMA; VFIO_EEH_PE_OP recovers it
+      return;
+    }
+    const iommu::TceTable* t = nullptr;  // the window the PHB used: the first that holds the address
+    for (unsigned n = 0; n < iommu::kMaxWindows && !t; ++n)
+      if (pe.window(n) && pe.window(n)->contains(bus)) t = pe.window(n);
+    if (!t) die("DMA translated where no window holds the bus address");
+    const uint64_t page_offset = bus & (t->page_size() - 1);
+    const auto ua = as_->pinner().hpa_to_ua(*hpa);
+    if (!ua) return;  // not RAM: device memory (GPU RAM), which the checker's TCE rules cover
+    if (const uint64_t cached = t->cached_ua((bus - t->bus_start()) >> t->page_shift());
+        cached && cached + page_offset != *ua)
+      die("DMA at bus " + std::to_string(bus) + " reached a page other than the one its TCE was made for");
+    const size_t n = std::min<uint64_t>(len, t->page_size() - page_offset);  // within the IOMMU page
+    std::array<std::byte, 64> seen{};
+    auto data = std::span<std::byte>(bytes.data(), n);
+    auto r = write ? as_->pinner().dma_write(*hpa, data) : as_->pinner().dma_read(*hpa, data);
+    if (!r) die("DMA through a valid TCE into pinned RAM failed: " + std::string(errno_name(r.error())));
+    std::memcpy(seen.data(), reinterpret_cast<const void*>(*ua), n);
+    if (std::memcmp(seen.data(), bytes.data(), n) != 0)
+      die("DMA bytes differ from the client's memory at the TCE's address");
+  }
+
+  // The interposer's sysfs facts agree with each other and with the groups: an address in an IOMMU group is a
+  // member of that group and has a device-tree path; an address outside the machine has neither.
+  void sysfs_facts(InputReader& in) {
+    idle_ = true;  // reads only
+    const uint8_t form = in.u8();
+    platform::PciAddress a;
+    if (form % 2 == 0) {
+      const auto functions = host_->machine().pci_functions();
+      a = functions[in.u8() % functions.size()].address;
+    } else {
+      a.domain = in.u16();
+      a.bus = in.u8();
+      const uint8_t devfn = in.u8();
+      a.device = devfn >> 3;
+      a.function = devfn & 7;
+    }
+    const std::optional<int> id = host_->iommu_group_of(a);
+    const std::string path = host_->devspec(a);
+    (void)host_->loc_code(a);
+    const bool known = host_->machine().find_function(a) != nullptr;
+    if (known == path.empty()) die("devspec of " + a.to_string() + " disagrees with the machine's functions");
+    if (!id) return;
+    const vfio::Group* g = host_->group(*id);
+    if (!g) die(a.to_string() + " names IOMMU group " + std::to_string(*id) + ", which the host lacks");
+    const std::string name = a.to_string();
+    if (std::none_of(g->devices().begin(), g->devices().end(), [&](const vfio::PciDevice* d) { return d->name() == name; }))
+      die(a.to_string() + " is not a member of its IOMMU group " + std::to_string(*id));
   }
 
   // The group fd's ioctl, as the interposer dispatches it.
