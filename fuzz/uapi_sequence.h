@@ -66,6 +66,9 @@ enum Op : uint8_t {
   // The sysfs facts the interposer answers for a PCI address (iommu_group link, devspec, ibm,loc-code): u8 form
   // (even: the machine's function n % count, n the next u8; odd: a raw address, u16 domain, u8 bus, u8 devfn).
   kSysfsFacts,
+  // u8 path: how the next pins fault pages in (PagePinner::set_populate_fallback; odd: the path for kernels without
+  // MADV_POPULATE_WRITE, which reads /proc/self/maps and touches every page).
+  kPinPath,
   kOpCount,
 };
 

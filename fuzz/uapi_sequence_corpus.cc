@@ -315,6 +315,12 @@ int main(int argc, char** argv) {
     dma.container_call(kEehOp).u8(0).u8(static_cast<uint8_t>(op)).u32(0).u32(0).u64(0).u64(0).exact();
   dma.op(kDeviceDma).u8(0).u8(0).u8(0).u64((2ull << 30) + 0x40).u8(0).u8(63);    // GPU RAM
   dma.op(kDeviceDma).u8(0).u8(0).u8(0xff).u64(0x102000).u8(1).u8(7).raw(&word, 8);
+  // REGISTER through the pinning path for kernels without MADV_POPULATE_WRITE: pool memory, then into the hole.
+  dma.op(kPinPath).u8(1);
+  dma.container_call(kRegister).u8(0).pool_address(1, 0).u64(1 << 20).exact();
+  dma.container_call(kRegister).u8(0).pool_address(3, 48).u64(2 << 20).exact();  // runs into the hole: EFAULT
+  dma.container_call(kUnregister).u8(0).pool_address(1, 0).u64(1 << 20).exact();
+  dma.op(kPinPath).u8(0);
   for (uint8_t n = 0; n < 4; ++n) dma.op(kSysfsFacts).u8(0).u8(n);  // the machine's functions, then raw addresses
   dma.op(kSysfsFacts).u8(1).u16(4).u8(4).u8(0);
   dma.op(kSysfsFacts).u8(1).u16(0x77).u8(1).u8(0);

@@ -505,6 +505,10 @@ class Session final : public vfio::FdResolver {
         break;
       case kDeviceDma: device_dma(in); break;
       case kSysfsFacts: sysfs_facts(in); break;
+      case kPinPath:
+        as_->pinner().set_populate_fallback(in.u8() & 1);
+        idle_ = true;
+        break;
       case kMemlockSource:
         as_->locked_memory().set_policy(in.u8() & 1 ? own_memlock() : fixed_memlock());
         idle_ = true;  // nothing changed in the model

@@ -51,11 +51,10 @@ bool maps_allow(uint64_t ua, uint64_t end, bool write) {
 PagePinner::PagePinner(PagePinnerOptions options)
     : page_shifts_(options.page_shifts ? std::move(options.page_shifts)
                                        : std::make_shared<ProcessPageShiftSource>()),
-      force_populate_fallback_(options.force_populate_fallback),
       frames_(options.ram) {}
 
 Result<void> PagePinner::populate(uint64_t ua, uint64_t len, bool write) const {
-  if (!force_populate_fallback_ && kernel_has_populate()) {
+  if (!populate_fallback_.load(std::memory_order_relaxed) && kernel_has_populate()) {
     for (;;) {
       if (madvise(reinterpret_cast<void*>(ua), len, write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) == 0) return {};
       if (errno == EINTR || errno == EAGAIN) continue;

@@ -48,12 +48,15 @@ namespace nv2pt::mm {
 struct PagePinnerOptions {
   std::vector<PhysRange> ram{{0, uint64_t{256} << 30}};
   std::shared_ptr<const PageShiftSource> page_shifts;  // null: ProcessPageShiftSource
-  bool force_populate_fallback = false;               // tests: take the no-MADV_POPULATE path
 };
 
 class PagePinner {
  public:
   explicit PagePinner(PagePinnerOptions options = {});
+
+  // From now on, pins take the path for kernels without MADV_POPULATE_WRITE (the permissions read from
+  // /proc/self/maps, then every page touched), or no longer: the fuzzer switches between the two.
+  void set_populate_fallback(bool on) { populate_fallback_.store(on, std::memory_order_relaxed); }
   PagePinner(const PagePinner&) = delete;
   PagePinner& operator=(const PagePinner&) = delete;
 
@@ -116,7 +119,7 @@ class PagePinner {
   Result<void> for_each_dma_piece(uint64_t hpa, size_t len, Copy&& copy) const NV2PT_REQUIRES_SHARED(mu_);
 
   const std::shared_ptr<const PageShiftSource> page_shifts_;
-  const bool force_populate_fallback_;
+  std::atomic<bool> populate_fallback_{false};
 
   mutable SharedMutex mu_;
   FrameAllocator frames_ NV2PT_GUARDED_BY(mu_);

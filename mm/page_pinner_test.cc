@@ -139,7 +139,8 @@ TEST(PagePinner, ReadOnlyMappingRefusesAWritePin) {
 }
 
 TEST(PagePinner, FallbackWithoutMadvisePopulate) {
-  PagePinner p({.force_populate_fallback = true});
+  PagePinner p;
+  p.set_populate_fallback(true);
   TestMapping good(4 * k64K), ro(4 * k64K, k64K, PROT_READ), holed(4 * k64K);
   holed.punch(2 * k64K, k64K);
   good.bytes()[5] = 42;
