@@ -63,6 +63,10 @@ struct Pool {
     const uint64_t base = reserve(kPoolBuffers * kPoolBufferSize + kHoleSize, PROT_NONE, kPoolAlign);
     for (size_t i = 0; i < kPoolBuffers; ++i) buffers[i] = base + i * kPoolBufferSize;
     if (mprotect(reinterpret_cast<void*>(base), kPoolBuffers * kPoolBufferSize, PROT_READ | PROT_WRITE) != 0) abort();
+    // Transparent huge pages where the kernel allows them: the page walk of every pin (MADV_POPULATE_WRITE, as
+    // the kernel's GUP) then steps 2 MiB at a time, and pinning was a sixth of the fuzzer's time. Not hugetlb, so
+    // nothing the model reads (page shifts from /proc/self/smaps) changes.
+    (void)madvise(reinterpret_cast<void*>(base), kPoolBuffers * kPoolBufferSize, MADV_HUGEPAGE);
     hole = base + kPoolBuffers * kPoolBufferSize;
     for (int& fd : eventfds) fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     // Page aligned: a name read (copy_string_from_client) goes in 4 KiB chunks from the buffer's start.
