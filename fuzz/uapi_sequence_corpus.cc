@@ -325,6 +325,18 @@ int main(int argc, char** argv) {
   dma.op(kSysfsFacts).u8(1).u16(4).u8(4).u8(0);
   dma.op(kSysfsFacts).u8(1).u16(0x77).u8(1).u8(0);
   close_like_qemu(dma);
+  // Two containers in one address space: the first registers guest RAM, the second maps it (the mm's
+  // registrations are shared) and outlives the first, whose release leaves the region orphaned. Regression input
+  // of the fuzzer's balance check, which took that region for a leak.
+  Seq orphan;
+  orphan.op(kOpenGroup).u8(kGroup4).op(kOpenContainer).op(kSetContainer).u8(0).u8(0);
+  orphan.op(kSetIommu).u8(0).u8(VFIO_SPAPR_TCE_v2_IOMMU);
+  orphan.container_call(kRegister).u8(0).pool_address(0, 0).u64(4 << 20).exact();
+  orphan.op(kOpenGroup).u8(1).op(kOpenContainer).op(kSetContainer).u8(1).u8(1);
+  orphan.op(kSetIommu).u8(1).u8(VFIO_SPAPR_TCE_v2_IOMMU);
+  orphan.op(kContainerIoctl).u8(1).u8(kRegister).u8(0).pool_address(1, 0).u64(1 << 16).exact();
+  orphan.op(kContainerIoctl).u8(1).u8(kMapDma).u8(3).pool_address(0, 0).u64(0).u64(1 << 16).exact();
+  orphan.op(kCloseGroup).u8(0).op(kCloseContainer).u8(0);  // the first container goes: the region stays
   Seq with_kvm = qemu(false);
   kvm_tce_path(with_kvm);
   close_like_qemu(with_kvm);
@@ -387,7 +399,7 @@ int main(int argc, char** argv) {
       {"kvm-tce-64-entries-wrap", &tce64_wrap}, {"kvm-tce-64-at-limit", &tce64_limit},
       {"qemu-7.2", &plain}, {"qemu-7.2-close-container-first", &reversed}, {"qemu-7.2-train-and-touch", &trained},
       {"v1-container", &v1}, {"short-argsz", &short_args}, {"qemu-7.2-kvm-tce", &with_kvm},
-      {"qemu-7.2-dma", &dma}};
+      {"qemu-7.2-dma", &dma}, {"release-while-another-container-maps", &orphan}};
   for (auto [name, seq] : seeds) {
     if (!write_file(dir + "/" + name, seq->bytes())) {
       std::perror(name);

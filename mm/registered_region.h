@@ -73,6 +73,12 @@ class RegisteredRegion {
   uint64_t mapped() const { return mapped_.load(std::memory_order_acquire); }
   uint64_t used() const { return used_.load(std::memory_order_acquire); }
 
+  // Its last reference could not be put: a container went (tce_iommu_release) while TCEs of another container
+  // still mapped the region. The kernel warns and the region stays registered, pinned and charged for good, as it
+  // must, or those TCEs would point at unpinned pages; the releasing container marks it so.
+  void mark_orphaned() { orphaned_.store(true, std::memory_order_relaxed); }
+  bool orphaned() const { return orphaned_.load(std::memory_order_relaxed); }
+
   // A device wrote the page holding ua. No-op for device memory or an address outside the region.
   void mark_dirty(uint64_t ua);
   bool is_dirty(uint64_t ua) const;
@@ -93,6 +99,7 @@ class RegisteredRegion {
   std::vector<uint64_t> hpas_;
   std::atomic<uint64_t> used_{1};
   std::atomic<uint64_t> mapped_{1};
+  std::atomic<bool> orphaned_{false};
 };
 
 }  // namespace nv2pt::mm

@@ -5,6 +5,9 @@
 # Usage: scripts/fuzz_campaign.sh [EXECUTIONS]      (default 10000000, split evenly over the workers)
 #   NV2PT_FUZZ_WORKERS  parallel fuzzer processes (default: nproc), each at nice 10 with its own seed
 #   NV2PT_FUZZ_SECONDS  run this long instead of counting executions
+#   NV2PT_FUZZ_MAX_LEN  longest input in bytes (libFuzzer's -max_len; default: the longest corpus input). An input
+#                       costs about its length: 256 bytes still reach registered memory, windows, GPU-RAM mappings
+#                       and KVM tables, at 2-3 times the executions per second (docs/reliability.md, Speed)
 #   NV2PT_FUZZ_DIR      where everything goes (default build-fuzz/campaign): corpus/ (kept between campaigns,
 #                       seeded from fuzz/corpus/), worker-N.log, crash-*/leak-*/timeout-* reproducers, coverage.txt
 # Builds: build-fuzz (libFuzzer, ASan+UBSan) and build-cov (source-based coverage, no sanitizers), clang 14.
@@ -30,6 +33,8 @@ mkdir -p "$dir/corpus"
 cp -n fuzz/corpus/* "$dir/corpus/"
 rm -f "$dir"/worker-*.log
 
+max_len=()
+[[ -n ${NV2PT_FUZZ_MAX_LEN:-} ]] && max_len=(-max_len="$NV2PT_FUZZ_MAX_LEN")
 if [[ -n ${NV2PT_FUZZ_SECONDS:-} ]]; then
   limit=(-max_total_time="$NV2PT_FUZZ_SECONDS")
   echo "campaign: $workers workers for $NV2PT_FUZZ_SECONDS s"
@@ -42,7 +47,7 @@ pids=()
 for ((i = 0; i < workers; i++)); do
   # Every worker reads the shared corpus and adds what it finds to it (libFuzzer reloads it now and then).
   # -entropic=0: entropic's feature bookkeeping was a fifth of the CPU time (docs/reliability.md, Speed).
-  nice -n 10 build-fuzz/bin/uapi_sequence_fuzzer "${limit[@]}" -seed=$((i + 1 + RANDOM)) -entropic=0 -timeout=30 \
+  nice -n 10 build-fuzz/bin/uapi_sequence_fuzzer "${limit[@]}" "${max_len[@]}" -seed=$((i + 1 + RANDOM)) -entropic=0 -timeout=30 \
     -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$dir/" "$dir/corpus" >"$dir/worker-$i.log" 2>&1 &
   pids+=($!)
 done

@@ -1,5 +1,7 @@
 #include "vfio/spapr_tce_iommu.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstring>
 #include <optional>
@@ -7,6 +9,7 @@
 #include "base/checked.h"
 #include "base/fault_injection.h"
 #include "base/host_page.h"
+#include "base/log.h"
 #include "iommu/registered_tce.h"
 
 namespace nv2pt::vfio {
@@ -52,7 +55,14 @@ SpaprTceIommu::~SpaprTceIommu() {
     if (windows_[slot].view) free_window_locked(slot);
   }
   if (mm_) {
-    for (const mm::RegionRef& region : registrations_) (void)mm_->registry().put(region);
+    for (const mm::RegionRef& region : registrations_) {
+      // EBUSY: another container's TCEs still map it. tce_iommu_release only warns; the region stays for good.
+      if (!mm_->registry().put(region)) {
+        region->mark_orphaned();
+        log_line(fmt::format("vfio-spapr: released with region {:#x} still mapped by another container: it stays "
+                             "registered", region->ua()));
+      }
+    }
     registrations_.clear();
     if (v1_locked_pages_) mm_->locked_memory().uncharge(v1_locked_pages_);
   }

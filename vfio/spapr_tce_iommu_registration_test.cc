@@ -136,6 +136,38 @@ TEST_F(V2, UnregisterUnknownOrForeignIsENOENTAndBeforeBindingEPERM) {
   EXPECT_EQ(iommu().registrations().front()->used(), 1u);
 }
 
+// tce_iommu_release puts every region the container registered. One that another container's TCEs still map cannot
+// go (mm_iommu_put: EBUSY): the kernel warns and it stays registered, pinned and charged for good. So does the
+// model, which marks it orphaned; the invariants hold throughout.
+TEST_F(V2, ReleaseWhileAnotherContainerMapsTheRegionKeepsItOrphaned) {
+  ClientMemory m(1 * MiB);
+  NvlinkGroup g6(6);
+  auto other = std::make_unique<Container>();
+  ASSERT_TRUE(other->attach_group(g6.group));
+  ASSERT_TRUE(other->set_iommu(VFIO_SPAPR_TCE_v2_IOMMU));
+  vfio_iommu_spapr_register_memory r{sizeof(r), 0, m.ua(), 1 * MiB};
+  ASSERT_TRUE(other->iommu()->register_memory(as, r));
+  ClientMemory own(64 * KiB);
+  ASSERT_TRUE(reg(own.ua(), 64 * KiB));  // binds this container to the address space
+  qemu_windows();
+  ASSERT_TRUE(map(kWindow1, m.ua(), 128 * KiB));  // through this container: the mm's registrations are shared
+  const uint64_t charged_by_this = iommu().charged_pages();
+  other.reset();  // the registering container goes first
+  ASSERT_EQ(as.registry().size(), 2u);
+  const mm::RegionRef region = as.registry().lookup(m.ua(), 1 * MiB);
+  ASSERT_NE(region, nullptr);
+  EXPECT_TRUE(region->orphaned());
+  EXPECT_EQ(locked(), charged_by_this + 1 + 16) << "still charged";
+  check();
+  ASSERT_TRUE(unmap(kWindow1, 128 * KiB));
+  EXPECT_EQ(region->mapped(), 1u);
+  EXPECT_EQ(unreg(m.ua(), 1 * MiB).error(), kENOENT) << "this container never registered it";
+  EXPECT_EQ(as.pinner().pinned_pages(), 1u + 16);
+  check();
+  EXPECT_TRUE(unreg(own.ua(), 64 * KiB));
+  EXPECT_EQ(as.registry().size(), 1u) << "kept for good";
+}
+
 TEST_F(V2, UnregisterWhileMappedIsEBUSY) {  // the kernel returns 0 and leaks the region
   ClientMemory m(1 * MiB);
   ASSERT_TRUE(reg(m.ua(), 1 * MiB));
