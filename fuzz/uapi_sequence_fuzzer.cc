@@ -553,6 +553,7 @@ class Session final : public vfio::FdResolver {
     const uint64_t page_offset = bus & (t->page_size() - 1);
     const auto ua = as_->pinner().hpa_to_ua(*hpa);
     if (!ua) return;  // not RAM: device memory (GPU RAM), which the checker's TCE rules cover
+    if (as_->pinner().pin_count(*ua) == 0) die("a TCE leads to RAM that is not pinned");
     if (const uint64_t cached = t->cached_ua((bus - t->bus_start()) >> t->page_shift());
         cached && cached + page_offset != *ua)
       die("DMA at bus " + std::to_string(bus) + " reached a page other than the one its TCE was made for");
@@ -1031,12 +1032,25 @@ class Session final : public vfio::FdResolver {
     const mm::AddressSpace& as = *as_;
     // What may stay: device memory a GPU-RAM release kept, and regular memory orphaned by a container that went
     // while another container's TCEs mapped it (RegisteredRegion::orphaned), still pinned and charged.
+    std::vector<const mm::RegisteredRegion*> regions;  // looked at outside for_each, which holds the registry
+    as.registry().for_each([&](const mm::RegisteredRegion& r) { regions.push_back(&r); });
     uint64_t orphaned_pages = 0;
-    as.registry().for_each([&](const mm::RegisteredRegion& r) {
-      if (r.is_device()) return;
-      if (!r.orphaned()) die("a regular registration outlived every fd");
-      orphaned_pages += r.entries();
-    });
+    for (const mm::RegisteredRegion* r : regions) {
+      if (as.registry().lookup(r->ua(), r->size()).get() != r) die("a region its own range does not find");
+      if (r->is_device()) {
+        if (!as.registry().is_devmem(*r->dev_hpa(), kHostPageShift)) die("device memory the registry does not know");
+        continue;
+      }
+      if (!r->orphaned()) die("a regular registration outlived every fd");
+      orphaned_pages += r->entries();
+    }
+    if (as.registry().size() != regions.size() || as.registry().empty() != regions.empty())
+      die("the registry miscounts");
+    // Every pinned 64 KiB page holds one frame of the model's RAM (a huge page an aligned run of them).
+    if (as.pinner().free_frames() + as.pinner().pinned_pages() != as.pinner().total_frames())
+      die("frames lost: " + std::to_string(as.pinner().free_frames()) + " free + " +
+          std::to_string(as.pinner().pinned_pages()) + " pinned of " + std::to_string(as.pinner().total_frames()));
+    if ((as.pinner().extent_count() == 0) != (as.pinner().pinned_pages() == 0)) die("pin extents without pins");
     if (as.locked_memory().locked_pages() != orphaned_pages)
       die("locked memory left: " + std::to_string(as.locked_memory().locked_pages()) + " pages, " +
           std::to_string(orphaned_pages) + " of them orphaned");
