@@ -546,9 +546,7 @@ class Session final : public vfio::FdResolver {
       g->eeh().freeze();  // the PHB stops the PE on a refused DMA; VFIO_EEH_PE_OP recovers it
       return;
     }
-    const iommu::TceTable* t = nullptr;  // the window the PHB used: the first that holds the address
-    for (unsigned n = 0; n < iommu::kMaxWindows && !t; ++n)
-      if (pe.window(n) && pe.window(n)->contains(bus)) t = pe.window(n);
+    const iommu::TceTable* t = pe.window_at(bus);  // the window the PHB used
     if (!t) die("DMA translated where no window holds the bus address");
     const uint64_t page_offset = bus & (t->page_size() - 1);
     const auto ua = as_->pinner().hpa_to_ua(*hpa);
@@ -558,12 +556,10 @@ class Session final : public vfio::FdResolver {
         cached && cached + page_offset != *ua)
       die("DMA at bus " + std::to_string(bus) + " reached a page other than the one its TCE was made for");
     const size_t n = std::min<uint64_t>(len, t->page_size() - page_offset);  // within the IOMMU page
-    std::array<std::byte, 64> seen{};
     auto data = std::span<std::byte>(bytes.data(), n);
     auto r = write ? as_->pinner().dma_write(*hpa, data) : as_->pinner().dma_read(*hpa, data);
     if (!r) die("DMA through a valid TCE into pinned RAM failed: " + std::string(errno_name(r.error())));
-    std::memcpy(seen.data(), reinterpret_cast<const void*>(*ua), n);
-    if (std::memcmp(seen.data(), bytes.data(), n) != 0)
+    if (std::memcmp(reinterpret_cast<const void*>(*ua), bytes.data(), n) != 0)
       die("DMA bytes differ from the client's memory at the TCE's address");
   }
 
@@ -583,17 +579,18 @@ class Session final : public vfio::FdResolver {
       a.device = devfn >> 3;
       a.function = devfn & 7;
     }
+    const std::string name = a.to_string();
     const std::optional<int> id = host_->iommu_group_of(a);
     const std::string path = host_->devspec(a);
     (void)host_->loc_code(a);
     const bool known = host_->machine().find_function(a) != nullptr;
-    if (known == path.empty()) die("devspec of " + a.to_string() + " disagrees with the machine's functions");
+    if (known == path.empty()) die("devspec of " + name + " disagrees with the machine's functions");
     if (!id) return;
     const vfio::Group* g = host_->group(*id);
-    if (!g) die(a.to_string() + " names IOMMU group " + std::to_string(*id) + ", which the host lacks");
-    const std::string name = a.to_string();
-    if (std::none_of(g->devices().begin(), g->devices().end(), [&](const vfio::PciDevice* d) { return d->name() == name; }))
-      die(a.to_string() + " is not a member of its IOMMU group " + std::to_string(*id));
+    if (!g) die(name + " names IOMMU group " + std::to_string(*id) + ", which the host lacks");
+    const auto is_it = [&](const vfio::PciDevice* d) { return d->name() == name; };
+    if (std::none_of(g->devices().begin(), g->devices().end(), is_it))
+      die(name + " is not a member of its IOMMU group " + std::to_string(*id));
   }
 
   // The group fd's ioctl, as the interposer dispatches it.

@@ -77,9 +77,7 @@ json run_one(vfio::Host& host, mm::AddressSpace& as, std::string_view line) {
     return r;
   }
   r["hpa"] = hex(*hpa);
-  for (unsigned num = 0; num < iommu::kMaxWindows; ++num) {
-    const iommu::TceTable* t = pe->window(num);
-    if (!t || !t->contains(*bus) || !t->has_userspace_cache()) continue;
+  if (const iommu::TceTable* t = pe->window_at(*bus); t && t->has_userspace_cache()) {
     const uint64_t offset = *bus & (t->page_size() - 1);
     if (const uint64_t ua = t->cached_ua((*bus - t->bus_start()) >> t->page_shift())) {
       r["ua"] = hex(ua + offset);

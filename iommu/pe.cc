@@ -67,19 +67,28 @@ void Pe::release_ownership() {
   }
 }
 
+TceTable* Pe::window_at(uint64_t bus_addr) const {
+  MutexLock lock(mutex_);
+  return window_at_locked(bus_addr);
+}
+
+TceTable* Pe::window_at_locked(uint64_t bus_addr) const {
+  for (TceTable* table : windows_)
+    if (table && table->contains(bus_addr)) return table;
+  return nullptr;
+}
+
 Result<uint64_t> Pe::translate(uint64_t bus_addr, bool write) const {
   MutexLock lock(mutex_);
-  for (const TceTable* table : windows_) {
-    if (!table || !table->contains(bus_addr)) continue;
-    const uint64_t index = (bus_addr - table->bus_start()) >> table->page_shift();
-    const uint64_t tce = table->get(index);
-    const uint64_t needed = write ? kTceWrite : kTceRead;
-    if (!(tce & kTcePermMask)) return fail(kEFAULT);
-    if (!(tce & needed)) return fail(kEPERM);
-    const uint64_t page_mask = table->page_size() - 1;
-    return (tce & ~kTcePermMask & ~page_mask) | (bus_addr & page_mask);
-  }
-  return fail(kEFAULT);
+  const TceTable* table = window_at_locked(bus_addr);
+  if (!table) return fail(kEFAULT);
+  const uint64_t index = (bus_addr - table->bus_start()) >> table->page_shift();
+  const uint64_t tce = table->get(index);
+  const uint64_t needed = write ? kTceWrite : kTceRead;
+  if (!(tce & kTcePermMask)) return fail(kEFAULT);
+  if (!(tce & needed)) return fail(kEPERM);
+  const uint64_t page_mask = table->page_size() - 1;
+  return (tce & ~kTcePermMask & ~page_mask) | (bus_addr & page_mask);
 }
 
 }  // namespace nv2pt::iommu

@@ -36,6 +36,8 @@ class Pe {
   void unset_window(unsigned num);
   // The table programmed in window `num`, nullptr if none.
   TceTable* window(unsigned num) const;
+  // The window that holds `bus_addr`, the one translate() uses; nullptr if none.
+  TceTable* window_at(uint64_t bus_addr) const;
   // Number of windows programmed.
   unsigned window_count() const;
 
@@ -65,6 +67,8 @@ class Pe {
  private:
   std::string name_;
   Kind kind_;
+  TceTable* window_at_locked(uint64_t bus_addr) const NV2PT_REQUIRES(mutex_);
+
   mutable Mutex mutex_;
   // Which window number each TVE holds and its table.
   std::array<TceTable*, kMaxWindows> windows_ NV2PT_GUARDED_BY(mutex_){};
