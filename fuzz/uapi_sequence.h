@@ -191,6 +191,7 @@ class InputReader {
  public:
   InputReader(const uint8_t* data, size_t size) : data_(data), size_(size) {}
   bool done() const { return pos_ >= size_; }
+  size_t size() const { return size_; }
   uint8_t u8() { return read<uint8_t>(); }
   uint16_t u16() { return read<uint16_t>(); }
   uint32_t u32() { return read<uint32_t>(); }

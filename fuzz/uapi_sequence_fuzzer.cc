@@ -213,6 +213,7 @@ class Session final : public vfio::FdResolver {
     as_ = std::make_unique<mm::AddressSpace>(as);
     vm_ = std::make_unique<kvm::Vm>(*as_, 1);
     group_ids_ = host_->group_ids();
+    for (int id : group_ids_) all_groups_.push_back(host_->group(id));
   }
 
   // vfio::FdResolver over the slots: what the interposer's fd table answers (EBADF closed, EINVAL another kind).
@@ -241,7 +242,7 @@ class Session final : public vfio::FdResolver {
       }
       if (!idle_) check(steps);  // a call that reached nothing in the model changed nothing
     }
-    close_all();
+    close_all(/*vm_drops_groups=*/in.size() % 2);
     check_balanced();
   }
 
@@ -552,9 +553,14 @@ class Session final : public vfio::FdResolver {
     const auto ua = as_->pinner().hpa_to_ua(*hpa);
     if (!ua) return;  // not RAM: device memory (GPU RAM), which the checker's TCE rules cover
     if (as_->pinner().pin_count(*ua) == 0) die("a TCE leads to RAM that is not pinned");
-    if (const uint64_t cached = t->cached_ua((bus - t->bus_start()) >> t->page_shift());
-        cached && cached + page_offset != *ua)
-      die("DMA at bus " + std::to_string(bus) + " reached a page other than the one its TCE was made for");
+    if (const uint64_t cached = t->cached_ua((bus - t->bus_start()) >> t->page_shift())) {
+      if (cached + page_offset != *ua)
+        die("DMA at bus " + std::to_string(bus) + " reached a page other than the one its TCE was made for");
+      // v2: the TCE holds the page its registration pinned for that address.
+      const mm::RegionRef region = as_->registry().lookup(*ua, 1);
+      if (!region || region->page_hpa((*ua - region->ua()) >> kHostPageShift) != (*hpa & ~(kHostPageSize - 1)))
+        die("DMA at bus " + std::to_string(bus) + " reached a page other than the one registered at its address");
+    }
     const size_t n = std::min<uint64_t>(len, t->page_size() - page_offset);  // within the IOMMU page
     auto data = std::span<std::byte>(bytes.data(), n);
     auto r = write ? as_->pinner().dma_write(*hpa, data) : as_->pinner().dma_read(*hpa, data);
@@ -992,10 +998,12 @@ class Session final : public vfio::FdResolver {
     m.reset();
   }
 
-  void close_all() {
+  void close_all(bool vm_drops_groups) {
     // The KVM fds first: a group added to the VM is deleted from it (the group outlives this input in the shared
-    // host), then the VM goes with its guest tables.
-    for (vfio::Group* g : kvm_groups_) (void)vm_->vfio_group_del(*g);
+    // host), or, for half the inputs, the VM's destruction lets it go (kvm_vfio_destroy); then the VM goes with its
+    // guest tables.
+    if (!vm_drops_groups)
+      for (vfio::Group* g : kvm_groups_) (void)vm_->vfio_group_del(*g);
     kvm_groups_.clear();
     vm_.reset();
     for (auto& m : mappings_) unmap(m);
@@ -1017,10 +1025,41 @@ class Session final : public vfio::FdResolver {
     for (uint64_t i = 0; vm_ && i < kSlots; ++i)
       if (const kvm::GuestTceTable* t = vm_->tce_table(kLiobnBase + i)) stt_pages += t->charged_pages();
     vfio::InvariantReport r = vfio::check_invariants(*as_, iommus_, stt_pages, &checked_);
-    live_.clear();  // no reference outlives the check
     if (!r.ok())
       die("invariant violated " + (step < 0 ? std::string("after closing everything") : "after op " + std::to_string(step)) +
           ":\n" + r.to_string());
+    check_views();
+    live_.clear();  // no reference outlives the check
+  }
+
+  // What the fuzzer holds agrees with what the model reports of it: which groups are open and in the VM, how
+  // often each device is open, which mappings each device knows, the containers' groups and registrations.
+  void check_views() {
+    for (const vfio::Group* g : all_groups_) {
+      const std::string name = "group " + std::to_string(g->id());
+      const bool held = std::find(groups_.begin(), groups_.end(), g) != groups_.end();
+      if (g->is_open() != held) die(name + (held ? " is held but closed" : " is open but not held"));
+      const std::optional<uint64_t> lpid = vm_ && vm_->has_group(*g) ? std::optional<uint64_t>(vm_->lpid()) : std::nullopt;
+      if (g->kvm() != lpid) die(name + " names another VM than the one holding it");
+      for (const vfio::PciDevice* d : g->devices()) {
+        const auto fds = std::count_if(devices_.begin(), devices_.end(), [&](const auto& s) { return s && s->device == d; });
+        if (d->open_count() != fds) die(d->name() + " counts " + std::to_string(d->open_count()) + " opens, not " + std::to_string(fds));
+        if (d->iommu_group() != static_cast<uint32_t>(g->id())) die(d->name() + " names another IOMMU group than its own");
+      }
+    }
+    for (const auto& m : mappings_)
+      if (m && !m->device->owns_mapping(m->addr, m->length)) die(m->device->name() + " forgot a mapping of it");
+    for (const auto& c : live_) {
+      for (const vfio::Group* g : c->groups())
+        if (g->container() != c) die("group " + std::to_string(g->id()) + " is in a container it does not name");
+      const vfio::SpaprTceIommu* iommu = c->iommu();
+      if (!iommu) continue;
+      for (const mm::RegionRef& region : iommu->registrations()) {
+        if (iommu->address_space() != as_.get()) die("a container registered memory of another address space");
+        if (region->orphaned() || as_->registry().lookup(region->ua(), region->size()).get() != region.get())
+          die("a container's registration the registry does not find");
+      }
+    }
   }
 
   void check_balanced() {
@@ -1063,6 +1102,7 @@ class Session final : public vfio::FdResolver {
   std::unique_ptr<kvm::Vm> vm_;           // after the address space: destroyed before it
   std::vector<vfio::Group*> kvm_groups_;  // groups added to the VM (deleted from it at the end of the input)
   std::vector<int> group_ids_;
+  std::vector<const vfio::Group*> all_groups_;  // of group_ids_
   vfio::InvariantCache checked_;  // the checker walks a TCE table again only after it changed
   std::vector<std::shared_ptr<vfio::Container>> live_;  // check()'s, kept for their capacity
   std::vector<const vfio::SpaprTceIommu*> iommus_;

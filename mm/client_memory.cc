@@ -8,7 +8,6 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <vector>
 
 namespace nv2pt::mm {
 namespace {
@@ -62,18 +61,19 @@ Result<void> copy_to_client(uint64_t ua, const void* in, size_t len) {
 
 Result<std::string> copy_string_from_client(uint64_t ua, size_t max) {
   // Chunks that never cross a 4 KiB boundary: a string ending just before an unmapped page is still readable.
-  // Gathered in a vector, not a string: string appends copy byte by byte in instrumented builds.
   constexpr uint64_t kChunk = 4096;
-  std::vector<char> out;
+  char chunk[kChunk];
+  std::string out;
   while (out.size() < max) {
     const uint64_t at = ua + out.size();
     if (at < ua) return fail(kEFAULT);  // wrapped past the top of the address space
     const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk - at % kChunk, max - out.size()));
-    const size_t old_size = out.size();
-    out.resize(old_size + n);
-    NV2PT_TRY(copy_from_client(out.data() + old_size, at, n));
-    if (const void* nul = std::memchr(out.data() + old_size, 0, n))
-      return std::string(out.data(), static_cast<size_t>(static_cast<const char*>(nul) - out.data()));
+    NV2PT_TRY(copy_from_client(chunk, at, n));
+    if (const void* nul = std::memchr(chunk, 0, n)) {
+      out.append(chunk, static_cast<size_t>(static_cast<const char*>(nul) - chunk));
+      return out;
+    }
+    out.append(chunk, n);
   }
   return fail(kEINVAL);
 }

@@ -9,7 +9,7 @@ pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
   qemu-system-ppc
   clang-14 libclang-rt-14-dev
-  jq strace util-linux
+  jq strace util-linux python3
   cpio
   gcc-powerpc64le-linux-gnu linux-kbuild-6.1
 )
