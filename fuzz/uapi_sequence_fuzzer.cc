@@ -20,6 +20,7 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -98,6 +99,51 @@ bool trace() {
   static const bool on = std::getenv("NV2PT_FUZZ_TRACE") != nullptr;
   return on;
 }
+
+// NV2PT_FUZZ_PROFILE=1: at exit, per op the steps taken and the thread CPU time of the calls and of the checks
+// after them, and the time of each input's close-and-balance check: where an input's time goes.
+class Profile {
+ public:
+  static Profile* get() {
+    static Profile* p = std::getenv("NV2PT_FUZZ_PROFILE") ? new Profile : nullptr;  // printed by its atexit hook
+    return p;
+  }
+  static uint64_t now_ns() {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+  }
+  void step(uint8_t op, uint64_t call_ns, uint64_t check_ns) {
+    ops_[op].steps++;
+    ops_[op].call_ns += call_ns;
+    ops_[op].check_ns += check_ns;
+  }
+  void input(uint64_t end_ns) {
+    inputs_++;
+    end_ns_ += end_ns;
+  }
+
+ private:
+  Profile() { std::atexit([] { get()->print(); }); }
+  void print() const {
+    uint64_t steps = 0, call = 0, check = 0;
+    std::fprintf(stderr, "%4s %10s %12s %12s\n", "op", "steps", "call us/step", "check us/step");
+    for (size_t op = 0; op < kOpCount; ++op) {
+      const Op& o = ops_[op];
+      steps += o.steps, call += o.call_ns, check += o.check_ns;
+      if (o.steps) std::fprintf(stderr, "%4zu %10llu %12.2f %12.2f\n", op, (unsigned long long)o.steps,
+                                o.call_ns / 1e3 / o.steps, o.check_ns / 1e3 / o.steps);
+    }
+    std::fprintf(stderr, "%llu inputs, %.1f steps each; CPU s: calls %.2f, checks %.2f, closing and balance %.2f\n",
+                 (unsigned long long)inputs_, inputs_ ? double(steps) / inputs_ : 0.0, call / 1e9, check / 1e9,
+                 end_ns_ / 1e9);
+  }
+  struct Op {
+    uint64_t steps = 0, call_ns = 0, check_ns = 0;
+  };
+  std::array<Op, kOpCount> ops_{};
+  uint64_t inputs_ = 0, end_ns_ = 0;
+};
 
 [[noreturn]] void die(const std::string& what) {
   std::fprintf(stderr, "nv2pt fuzz: %s\n", what.c_str());
@@ -233,17 +279,24 @@ class Session final : public vfio::FdResolver {
   }
 
   void run(InputReader& in) {
+    Profile* profile = Profile::get();
     for (int steps = 0; !in.done() && steps < 256; ++steps) {
       idle_ = false;
+      const uint64_t start = profile ? Profile::now_ns() : 0;
+      uint8_t op;
       {
         std::optional<ScopedFailNth> arm;  // kFailNth: armed for this call only, not for the check after it
         if (fail_nth_) arm.emplace(std::exchange(fail_nth_, 0));
-        step(in);
+        op = step(in);
       }
+      const uint64_t called = profile ? Profile::now_ns() : 0;
       if (!idle_) check(steps);  // a call that reached nothing in the model changed nothing
+      if (profile) profile->step(op, called - start, Profile::now_ns() - called);
     }
+    const uint64_t start = profile ? Profile::now_ns() : 0;
     close_all(/*vm_drops_groups=*/in.size() % 2);
     check_balanced();
+    if (profile) profile->input(Profile::now_ns() - start);
   }
 
  private:
@@ -347,7 +400,8 @@ class Session final : public vfio::FdResolver {
     bound = len;
   }
 
-  void step(InputReader& in) {
+  // Returns the op it took.
+  uint8_t step(InputReader& in) {
     const uint8_t op = in.u8() % kOpCount;
     if (trace()) std::fprintf(stderr, "op %u\n", op);
     switch (op) {
@@ -520,6 +574,7 @@ class Session final : public vfio::FdResolver {
         idle_ = true;  // nothing changed in the model
         break;
     }
+    return op;
   }
 
   // A device's DMA. Where a TCE lets it into pinned RAM, the bytes must land at (or come from) the client address
@@ -1036,11 +1091,11 @@ class Session final : public vfio::FdResolver {
   // often each device is open, which mappings each device knows, the containers' groups and registrations.
   void check_views() {
     for (const vfio::Group* g : all_groups_) {
-      const std::string name = "group " + std::to_string(g->id());
+      const auto name = [g] { return "group " + std::to_string(g->id()); };  // only for a message: strings cost
       const bool held = std::find(groups_.begin(), groups_.end(), g) != groups_.end();
-      if (g->is_open() != held) die(name + (held ? " is held but closed" : " is open but not held"));
+      if (g->is_open() != held) die(name() + (held ? " is held but closed" : " is open but not held"));
       const std::optional<uint64_t> lpid = vm_ && vm_->has_group(*g) ? std::optional<uint64_t>(vm_->lpid()) : std::nullopt;
-      if (g->kvm() != lpid) die(name + " names another VM than the one holding it");
+      if (g->kvm() != lpid) die(name() + " names another VM than the one holding it");
       for (const vfio::PciDevice* d : g->devices()) {
         const auto fds = std::count_if(devices_.begin(), devices_.end(), [&](const auto& s) { return s && s->device == d; });
         if (d->open_count() != fds) die(d->name() + " counts " + std::to_string(d->open_count()) + " opens, not " + std::to_string(fds));
