@@ -60,22 +60,32 @@ Result<void> copy_to_client(uint64_t ua, const void* in, size_t len) {
 }
 
 Result<std::string> copy_string_from_client(uint64_t ua, size_t max) {
-  // Chunks that never cross a 4 KiB boundary: a string ending just before an unmapped page is still readable.
+  // As strndup_user: first the length (strnlen_user), then one copy of that many bytes (memdup_user), whose last
+  // byte becomes the terminator. The length is found in chunks that never cross a 4 KiB boundary, so a string
+  // ending just before an unmapped page is still readable; nothing past it is gathered.
   constexpr uint64_t kChunk = 4096;
   char chunk[kChunk];
-  std::string out;
-  while (out.size() < max) {
-    const uint64_t at = ua + out.size();
+  size_t length = 0;  // with the terminator, once found
+  for (size_t scanned = 0; !length;) {
+    if (scanned >= max) return fail(kEINVAL);
+    const uint64_t at = ua + scanned;
     if (at < ua) return fail(kEFAULT);  // wrapped past the top of the address space
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk - at % kChunk, max - out.size()));
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk - at % kChunk, max - scanned));
     NV2PT_TRY(copy_from_client(chunk, at, n));
-    if (const void* nul = std::memchr(chunk, 0, n)) {
-      out.append(chunk, static_cast<size_t>(static_cast<const char*>(nul) - chunk));
-      return out;
+    const void* nul = std::memchr(chunk, 0, n);
+    if (!nul) {
+      scanned += n;
+      continue;
     }
-    out.append(chunk, n);
+    const size_t in_chunk = static_cast<size_t>(static_cast<const char*>(nul) - chunk);
+    if (scanned == 0) return std::string(chunk, in_chunk);  // all of it is in the first chunk: no second read
+    length = scanned + in_chunk + 1;
   }
-  return fail(kEINVAL);
+  std::string out(length, '\0');
+  NV2PT_TRY(copy_from_client(out.data(), ua, length));
+  // The last byte becomes the terminator; a NUL the client wrote meanwhile ends the C string earlier.
+  out.resize(strnlen(out.data(), length - 1));
+  return out;
 }
 
 }  // namespace nv2pt::mm

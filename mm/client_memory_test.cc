@@ -5,7 +5,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstring>
+#include <string>
 
 namespace nv2pt::mm {
 namespace {
@@ -55,6 +57,25 @@ TEST(ClientMemory, StringEndingRightBeforeAnUnmappedPageIsRead) {
   EXPECT_EQ(copy_string_from_client(reinterpret_cast<uint64_t>(first + 4096 - 6), 4).error(), kEINVAL);
   EXPECT_EQ(copy_string_from_client(0, 64).error(), kEFAULT);
   munmap(two, 8192);
+}
+
+// A string longer than the rest of its first 4 KiB page: found by a scan in chunks, then read whole (strnlen_user,
+// then memdup_user). `max` counts the terminator: max - 1 characters fit, max do not.
+TEST(ClientMemory, StringAcrossPagesIsReadWholeUpToMax) {
+  void* pages = mmap(nullptr, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(pages, MAP_FAILED);
+  char* start = static_cast<char*>(pages) + 4000;  // 96 bytes before the first page ends
+  std::string want(6000, 'a');
+  for (size_t i = 0; i < want.size(); ++i) want[i] = static_cast<char>('a' + i % 26);
+  std::memcpy(start, want.c_str(), want.size() + 1);
+  const uint64_t ua = reinterpret_cast<uint64_t>(start);
+  auto s = copy_string_from_client(ua, 6001);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(*s, want);
+  EXPECT_EQ(copy_string_from_client(ua, 6000).error(), kEINVAL);
+  start[10] = '\0';
+  EXPECT_EQ(*copy_string_from_client(ua, 6001), want.substr(0, 10));
+  munmap(pages, 3 * 4096);
 }
 
 // The pid process_vm_* is given is read again in a forked child: with the parent's, the child would read the
