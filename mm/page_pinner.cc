@@ -1,11 +1,12 @@
 #include "mm/page_pinner.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <fstream>
-#include <string>
+#include <cstdlib>
+#include <cstring>
 
 #include "base/checked.h"
 #include "base/fault_injection.h"
@@ -29,21 +30,44 @@ bool kernel_has_populate() {
   return has;
 }
 
-// Fallback check: every byte of [ua, end) is in a VMA with the needed permissions.
+// Fallback check: every byte of [ua, end) is in a VMA with the needed permissions. /proc/self/maps is read in
+// blocks and parsed in place, not through a stream: a process under a sanitizer has thousands of mappings, and the
+// lines come in address order, so the read stops at the first line past the range.
 bool maps_allow(uint64_t ua, uint64_t end, bool write) {
-  std::ifstream maps("/proc/self/maps");
-  std::string line;
-  uint64_t next = ua;  // first address not yet shown to be covered
-  while (next < end && std::getline(maps, line)) {
-    uint64_t start, vend;
-    char perms[5] = {};
-    if (std::sscanf(line.c_str(), "%lx-%lx %4s", &start, &vend, perms) != 3) continue;
+  const int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[16384];  // more than a line: an address range, fields and a path of at most PATH_MAX
+  size_t begin = 0, have = 0;  // the unparsed bytes are buf[begin, have)
+  uint64_t next = ua;          // first address not yet shown to be covered
+  bool hole = false;
+  while (next < end && !hole) {
+    char* line = buf + begin;
+    char* nl = static_cast<char*>(std::memchr(line, '\n', have - begin));
+    if (!nl) {
+      std::memmove(buf, line, have - begin);
+      have -= begin;
+      begin = 0;
+      if (have == sizeof buf) break;  // a line longer than any maps line: give up
+      const ssize_t n = read(fd, buf + have, sizeof buf - have);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;  // the end (every line ends in a newline) or an error: what was not covered stays so
+      have += static_cast<size_t>(n);
+      continue;
+    }
+    *nl = '\0';
+    begin = static_cast<size_t>(nl + 1 - buf);
+    char* field;
+    const uint64_t start = std::strtoull(line, &field, 16);
+    if (*field != '-') continue;
+    const uint64_t vend = std::strtoull(field + 1, &field, 16);
+    if (*field != ' ' || field[1] == '\0' || field[2] == '\0') continue;
     if (vend <= next) continue;
-    if (start > next) return false;  // hole
-    if (perms[0] != 'r' || (write && perms[1] != 'w')) return false;
-    next = vend;
+    const char* perms = field + 1;
+    if (start > next || perms[0] != 'r' || (write && perms[1] != 'w')) hole = true;  // a hole or no permission
+    else next = vend;
   }
-  return next >= end;
+  close(fd);
+  return !hole && next >= end;
 }
 
 }  // namespace

@@ -152,6 +152,24 @@ TEST(PagePinner, FallbackWithoutMadvisePopulate) {
   p.unpin(good.ua(), 4);
 }
 
+// The fallback walks /proc/self/maps in blocks: a range over a thousand VMAs (every other 4 KiB page read-only,
+// so none merge) spans several blocks, and lines cut at a block's end must be read whole.
+TEST(PagePinner, FallbackWalksMoreMappingsThanOneReadHolds) {
+  PagePinner p;
+  p.set_populate_fallback(true);
+  constexpr uint64_t kPages = 32;  // of 64 KiB: 512 pages of 4 KiB, 512 VMAs, far more than one 16 KiB read
+  TestMapping m(kPages * k64K);
+  for (uint64_t off = 0; off < m.len(); off += 2 * 4096)
+    ASSERT_EQ(mprotect(m.bytes() + off, 4096, PROT_READ), 0);
+  EXPECT_EQ(p.pin(m.ua(), kPages, true).error(), kEFAULT) << "every other page is read-only";
+  ASSERT_TRUE(p.pin(m.ua(), kPages, false));
+  EXPECT_EQ(p.pinned_pages(), kPages);
+  p.unpin(m.ua(), kPages);
+  m.punch((kPages - 1) * k64K + 4096, 4096);  // a hole in the last 64 KiB page, behind many lines
+  EXPECT_EQ(p.pin(m.ua(), kPages, false).error(), kEFAULT);
+  EXPECT_EQ(p.pinned_pages(), 0u);
+}
+
 TEST(PagePinner, SpecialMappingIsRefusedBeforeAnythingIsTouched) {
   PagePinner p;
   TestMapping m(8 * k64K);  // stands in for a GPU RAM mmap; never touched yet
