@@ -2,9 +2,10 @@
 """Line coverage per folder from `llvm-cov export` JSON (read on stdin).
 
 A line's count follows llvm-cov's own rule (LineCoverageStats): the largest count of the regions that start on
-the line, else the count of the segment wrapping into it, with one correction. clang 14 to 16 put a gap region of
-count 0 after a statement expression that can return (llvm/llvm-project#194439): every line right after an
-NV2PT_TRY then reads 0 when the code on it ran, because its region only continues there. Such a line counts
+the line, else the count of the segment wrapping into it, with one correction. clang before 2025's fix
+(llvm/llvm-project#130976, of issue #124296; clang 14 and 16 both do it) puts a gap region of count 0 after a
+statement expression that can return: every line right after an NV2PT_TRY then reads 0 when the code on it ran,
+because its region only continues there. Such a line counts
 here with the count its code ran. Both figures are printed.
 
 Usage: llvm-cov-14 export BINARY -instr-profile=P | scripts/line_coverage.py mm iommu vfio kvm
