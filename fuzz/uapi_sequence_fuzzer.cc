@@ -1,10 +1,12 @@
-// libFuzzer target: one input is a sequence of VFIO calls (uapi_sequence.h) against a fresh vfio::Host over the default
-// machine: container and group fds opened, attached and closed in any order, every container ioctl, device fds with
-// their ioctls, pread/pwrite and mmap, all with random argsz and fields. After every call the invariants of
-// docs/kernel/invariants.md must hold over the address space and the live containers; once everything is closed nothing
-// may stay locked, pinned or registered (but device memory kept by a GPU-RAM release with live TCEs, as
-// vfio_pci_nvgpu_release keeps it, and memory orphaned by a container released while another mapped it, as
-// tce_iommu_release leaves it). Any violation aborts with the report.
+// libFuzzer target: one input is a sequence of VFIO and KVM calls (uapi_sequence.h) against a vfio::Host over the
+// default machine, one host for every input (each input closes what it opened): container and group fds opened,
+// attached and closed in any order, every container and group ioctl, device fds with their ioctls, pread/pwrite and
+// mmap, a VM's memory slots, guest TCE tables and hypercalls, all with random argsz and fields. After every call the
+// invariants of docs/kernel/invariants.md must hold over the address space and the live containers, and what the
+// fuzzer holds must be what the model reports (open groups and devices, the groups' VM, mappings, registrations);
+// once everything is closed nothing may stay locked, pinned or registered (but device memory kept by a GPU-RAM
+// release with live TCEs, as vfio_pci_nvgpu_release keeps it, and memory orphaned by a container released while
+// another mapped it, as tce_iommu_release leaves it). Any violation aborts with the report.
 //
 // Memory the model pins or dereferences is always the fuzzer's own: vaddrs come from a pool of buffers, the
 // client's own mappings of device regions, a PROT_NONE hole, or the kernel half of the address space; raw values
@@ -1086,9 +1088,10 @@ class Session final : public vfio::FdResolver {
     for (uint64_t i = 0; vm_ && i < kSlots; ++i)
       if (const kvm::GuestTceTable* t = vm_->tce_table(kLiobnBase + i)) stt_pages += t->charged_pages();
     vfio::InvariantReport r = vfio::check_invariants(*as_, iommus_, stt_pages, &checked_);
-    if (!r.ok())
-      die("invariant violated " + (step < 0 ? std::string("after closing everything") : "after op " + std::to_string(step)) +
-          ":\n" + r.to_string());
+    if (!r.ok()) {
+      const std::string when = step < 0 ? "after closing everything" : "after op " + std::to_string(step);
+      die("invariant violated " + when + ":\n" + r.to_string());
+    }
     check_views();
     live_.clear();  // no reference outlives the check
   }
@@ -1100,13 +1103,16 @@ class Session final : public vfio::FdResolver {
       bool held = false;
       for (const vfio::Group* slot : groups_) held |= slot == g;
       if (g->is_open() != held) die(group_name(*g) + (held ? " is held but closed" : " is open but not held"));
-      const std::optional<uint64_t> lpid = vm_ && vm_->has_group(*g) ? std::optional<uint64_t>(vm_->lpid()) : std::nullopt;
-      if (g->kvm() != lpid) die(group_name(*g) + " names another VM than the one holding it");
+      const bool in_vm = vm_ && vm_->has_group(*g);
+      if (g->kvm() != (in_vm ? std::optional<uint64_t>(vm_->lpid()) : std::nullopt))
+        die(group_name(*g) + " names another VM than the one holding it");
       for (const vfio::PciDevice* d : g->devices()) {
         int fds = 0;
         for (const auto& slot : devices_) fds += slot && slot->device == d;
-        if (d->open_count() != fds) die(d->name() + " counts " + std::to_string(d->open_count()) + " opens, not " + std::to_string(fds));
-        if (d->iommu_group() != static_cast<uint32_t>(g->id())) die(d->name() + " names another IOMMU group than its own");
+        if (d->open_count() != fds)
+          die(d->name() + " counts " + std::to_string(d->open_count()) + " opens, not " + std::to_string(fds));
+        if (d->iommu_group() != static_cast<uint32_t>(g->id()))
+          die(d->name() + " names another IOMMU group than its own");
       }
     }
     for (const auto& m : mappings_)
@@ -1164,7 +1170,7 @@ class Session final : public vfio::FdResolver {
   vfio::Host* host_;
   std::unique_ptr<mm::AddressSpace> as_;  // after the host: destroyed first, like a process's mm after its fds
   std::unique_ptr<kvm::Vm> vm_;           // after the address space: destroyed before it
-  std::vector<vfio::Group*> kvm_groups_;  // groups added to the VM (deleted from it at the end of the input)
+  std::vector<vfio::Group*> kvm_groups_;  // groups added to the VM (let go at the end of the input)
   std::vector<int> group_ids_;
   std::vector<const vfio::Group*> all_groups_;  // of group_ids_
   vfio::InvariantCache checked_;  // the checker walks a TCE table again only after it changed
