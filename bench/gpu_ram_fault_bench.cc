@@ -95,12 +95,12 @@ void BM_GpuRamFirstTouch(benchmark::State& state) {
   // A premature touch: detected at the page (and byte) touched.
   const uint64_t premature = 5 * page + 0x1234;
   bytes[premature] = 1;
-  const bool premature_ok = log.size() == 1 && log.entries()[0].hpa == ram->config().window_base + premature &&
+  const bool premature_ok = log.count() == 1 && log.entries()[0].hpa == ram->config().window_base + premature &&
                             log.entries()[0].cause == platform::HmiCause::kUntrainedLink;
   ram->discard();
   if (!train_links(**hw, machine, gpu)) return state.SkipWithError("link training failed");
   if (!ram->served_by_kernel()) return state.SkipWithError("trained links, yet the real RAM is not the kernel's");
-  const size_t hmis_trained = log.size();
+  const uint64_t hmis_trained = log.count();
   const uint64_t serviced_before = ram->serviced_faults();
 
   std::vector<double> latency_ns;
@@ -138,14 +138,14 @@ void BM_GpuRamFirstTouch(benchmark::State& state) {
     ++n;
   }
   const uint64_t serviced_trained = ram->serviced_faults() - serviced_before;
-  if (log.size() != hmis_trained) return state.SkipWithError("HMI on a trained link");
+  if (log.count() != hmis_trained) return state.SkipWithError("HMI on a trained link");
   if (ram->populated_pages() != pages) return state.SkipWithError("pages not populated");
 
   // A GPU reset drops the links and must re-arm every page: one touch of each is one HMI.
   (*hw)->device(gpu)->reset(platform::PciDeviceModel::ResetKind::kHot);
-  const size_t hmis_before_reset = log.size();
+  const uint64_t hmis_before_reset = log.count();
   for (uint64_t i = 0; i < pages; ++i) (void)bytes[i * page + small];
-  const double rearmed = static_cast<double>(log.size() - hmis_before_reset);
+  const double rearmed = static_cast<double>(log.count() - hmis_before_reset);
 
   ram->unmap(*mapped, pages * page);
   munmap(*mapped, pages * page);

@@ -214,7 +214,13 @@ std::string format_report_summary(const json& r) {
                        size_text(l["bytes"].get<uint64_t>()), l["pinned_pages"].get<uint64_t>());
   }
   const json hmis = r.value("hmis", json::array());
-  out += fmt::format("  HMIs: {}\n", hmis.empty() ? "none" : std::to_string(hmis.size()));
+  const uint64_t hmi_count = r.value("hmi_count", uint64_t{hmis.size()});
+  if (hmi_count == 0)
+    out += "  HMIs: none\n";
+  else if (hmi_count == hmis.size())
+    out += fmt::format("  HMIs: {}\n", hmi_count);
+  else
+    out += fmt::format("  HMIs: {} (the latest {} listed)\n", hmi_count, hmis.size());
   for (const json& h : hmis) {
     out += fmt::format("    {} GPU {} hpa {}: {}\n", h["time"].get<std::string>(), h["gpu"].get<std::string>(),
                        h["hpa"].get<std::string>(), h["cause"].get<std::string>());

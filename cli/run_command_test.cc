@@ -91,6 +91,17 @@ TEST(RunCommandTest, SummaryOfAReport) {
   EXPECT_THAT(s, HasSubstr("compat qemu72-nvlink2-region-info-uaf: on (setting auto), 3 buffers kept"));
 }
 
+// The report lists the latest HMIs (HmiLog::kKept) and counts them all: the summary says how many it lists.
+TEST(RunCommandTest, SummaryCountsMoreHmisThanTheReportLists) {
+  const nlohmann::json report = nlohmann::json::parse(R"({
+    "hmis": [{"time": "2026-01-01T00:00:00", "gpu": "0004:04:00.0", "hpa": "0x40000000000", "cause": "untrained-link"}],
+    "hmi_count": 5000
+  })");
+  EXPECT_THAT(format_report_summary(report), HasSubstr("HMIs: 5000 (the latest 1 listed)\n    2026-01-01T00:00:00"));
+  EXPECT_THAT(format_report_summary(nlohmann::json::parse(R"({"hmis": [], "hmi_count": 0})")),
+              HasSubstr("HMIs: none"));
+}
+
 // A fatal HMI's report names the HMI; nv2pt run says what killed the program instead of "no VFIO call".
 TEST(RunCommandTest, KilledByAFatalHmiSaysWhichOne) {
   const nlohmann::json report = nlohmann::json::parse(R"({

@@ -255,6 +255,7 @@ json build_report(Interposer& ip, const platform::Hmi* fatal) {
   r["registered_memory"] = registered_memory_json(as);
   r["locked_memory"] = locked_memory_json(as);
   r["hmis"] = hmis_json(*host);
+  r["hmi_count"] = host->hardware().hmi_log().count();  // all of them; "hmis" holds the latest HmiLog::kKept
   if (fatal) r["fatal_hmi"] = fatal_hmi_json(*fatal);
   r["links"] = links_json(*host);
   r["gpu_ram"] = gpu_ram_json(*host);

@@ -63,7 +63,7 @@ TEST_F(GpuRamTest, FaultOnTrainedRealRamPopulatesZerosAndWritesPersist) {
   // The whole 64 KiB page came in at once: its other 4 KiB pieces need no more service.
   EXPECT_EQ(p[5 * k64K + k64K - 1], 0);
   EXPECT_EQ(ram->populated_pages(), 2u);
-  EXPECT_EQ(log.size(), 0u);
+  EXPECT_EQ(log.count(), 0u);
 }
 
 TEST_F(GpuRamTest, WritesThroughWriteAreSeenByTheMapping) {
@@ -84,24 +84,24 @@ TEST_F(GpuRamTest, UntrainedTouchIsAnHmiAndTheLogPolicyGoesOn) {
   auto ram = make(HmiPolicy::kLog);
   volatile uint8_t* p = map_all(*ram);
   EXPECT_EQ(p[2 * k64K + 16], 0);
-  ASSERT_EQ(log.size(), 1u);
+  ASSERT_EQ(log.count(), 1u);
   const Hmi hmi = log.entries()[0];
   EXPECT_EQ(hmi.cause, HmiCause::kUntrainedLink);
   EXPECT_EQ(hmi.hpa, kWindowBase + 2 * k64K + 16);
   EXPECT_EQ(hmi.gpu.to_string(), "0004:04:00.0");
   p[2 * k64K + 16] = 1;  // populated now: no second HMI
-  EXPECT_EQ(log.size(), 1u);
+  EXPECT_EQ(log.count(), 1u);
 }
 
 TEST_F(GpuRamTest, TouchBeyondRealRamIsAnHmi) {
   auto ram = make(HmiPolicy::kLog);
   volatile uint8_t* p = map_all(*ram);
   EXPECT_EQ(p[kReal + 5], 0);
-  ASSERT_EQ(log.size(), 1u);
+  ASSERT_EQ(log.count(), 1u);
   EXPECT_EQ(log.entries()[0].cause, HmiCause::kBeyondRealRam);
   EXPECT_EQ(log.entries()[0].hpa, kWindowBase + kReal + 5);
   EXPECT_EQ(p[kReal - 1], 0);  // the last real page is fine
-  EXPECT_EQ(log.size(), 1u);
+  EXPECT_EQ(log.count(), 1u);
 }
 
 // The fatal policy kills the touching thread's process with SIGBUS. The child reports its HMI count from its
@@ -111,7 +111,7 @@ HmiLog* g_child_log = nullptr;
 std::atomic<bool> g_child_trained{false};  // the child's links; a touch body may change them
 
 void report_and_die(int) {
-  const uint64_t n = g_child_log ? g_child_log->size() : 0;
+  const uint64_t n = g_child_log ? g_child_log->count() : 0;
   (void)!write(g_report_fd, &n, sizeof n);
   signal(SIGBUS, SIG_DFL);
   raise(SIGBUS);
@@ -206,14 +206,14 @@ TEST_F(GpuRamTest, ReadWriteFollowTheRuleUnderTheLogPolicy) {
   ASSERT_TRUE(ram->read(kReal + 8, std::as_writable_bytes(std::span(&back, 1))));
   EXPECT_EQ(back, 0u);
   EXPECT_EQ(ram->populated_pages(), 0u);
-  ASSERT_EQ(log.size(), 2u);
+  ASSERT_EQ(log.count(), 2u);
   EXPECT_EQ(log.entries()[1].cause, HmiCause::kBeyondRealRam);
   // Untrained but real: recorded, and the access goes on.
   trained = false;
   ASSERT_TRUE(ram->write(8, std::as_bytes(std::span(&v, 1))));
   ASSERT_TRUE(ram->read(8, std::as_writable_bytes(std::span(&back, 1))));
   EXPECT_EQ(back, v);
-  ASSERT_EQ(log.size(), 4u);
+  ASSERT_EQ(log.count(), 4u);
   EXPECT_EQ(log.entries()[3].cause, HmiCause::kUntrainedLink);
   // A span crossing into the missing RAM: real part kept, rest zero.
   trained = true;
@@ -236,7 +236,7 @@ TEST_F(GpuRamTest, DiscardEmptiesTheMemoryAndTheMappingsFaultAgain) {
   EXPECT_EQ(ram->populated_pages(), 0u);
   trained = false;  // after a reset the link is down: the next touch goes through the service again
   EXPECT_EQ(p[k64K], 0);
-  EXPECT_EQ(log.size(), 1u);
+  EXPECT_EQ(log.count(), 1u);
   EXPECT_EQ(ram->populated_pages(), 1u);
 }
 
@@ -256,7 +256,7 @@ TEST_F(GpuRamTest, MapChecksTheRangeAndHonoursAFixedAddress) {
   EXPECT_EQ(b, std::byte{9});
   ram->unmap(*m, 4 * k64K);
   munmap(*m, 4 * k64K);
-  EXPECT_EQ(log.size(), 0u);
+  EXPECT_EQ(log.count(), 0u);
 }
 
 // Once every link is trained the real RAM is served by the kernel's own fault path: touching it never reaches the
@@ -273,7 +273,7 @@ TEST_F(GpuRamTest, TrainedRealRamIsServedByTheKernelNotTheServiceThread) {
   for (uint64_t off = 0; off < kReal; off += small) p[off] = static_cast<uint8_t>(off / small + 1);
   EXPECT_EQ(ram->serviced_faults(), 0u);
   EXPECT_EQ(ram->populated_pages(), kReal / k64K);
-  EXPECT_EQ(log.size(), 0u);
+  EXPECT_EQ(log.count(), 0u);
   // The same memory as the pread path sees.
   std::byte b{};
   ASSERT_TRUE(ram->read(3 * small, std::span(&b, 1)));
@@ -294,7 +294,7 @@ TEST_F(GpuRamTest, PrematureTouchIsAnHmiAtTheTouchedAddressThenTrainingHandsTheR
   auto ram = make(HmiPolicy::kLog);
   volatile uint8_t* p = map_all(*ram);
   p[7 * k64K + 0x1234] = 1;
-  ASSERT_EQ(log.size(), 1u);
+  ASSERT_EQ(log.count(), 1u);
   EXPECT_EQ(log.entries()[0].cause, HmiCause::kUntrainedLink);
   EXPECT_EQ(log.entries()[0].hpa, kWindowBase + 7 * k64K + 0x1234);
   EXPECT_EQ(ram->serviced_faults(), 1u);
@@ -302,7 +302,7 @@ TEST_F(GpuRamTest, PrematureTouchIsAnHmiAtTheTouchedAddressThenTrainingHandsTheR
   ram->links_changed();
   for (uint64_t page = 8; page < 16; ++page) p[page * k64K] = 2;
   EXPECT_EQ(ram->serviced_faults(), 1u);
-  EXPECT_EQ(log.size(), 1u);
+  EXPECT_EQ(log.count(), 1u);
 }
 
 // Training does not open the window beyond the real RAM: that part stays with the service.
@@ -315,7 +315,7 @@ TEST_F(GpuRamTest, BeyondRealRamIsStillAnHmiAfterTraining) {
   p[kReal - 1] = 1;  // the last real byte: the kernel's
   EXPECT_EQ(ram->serviced_faults(), 0u);
   p[kReal + 3 * k64K + 8] = 1;
-  ASSERT_EQ(log.size(), 1u);
+  ASSERT_EQ(log.count(), 1u);
   EXPECT_EQ(log.entries()[0].cause, HmiCause::kBeyondRealRam);
   EXPECT_EQ(log.entries()[0].hpa, kWindowBase + kReal + 3 * k64K + 8);
   EXPECT_EQ(ram->serviced_faults(), 1u);
@@ -358,7 +358,7 @@ TEST_F(GpuRamTest, ResetRearmsEveryPageTheKernelServed) {
   ram->zap();
   EXPECT_FALSE(ram->served_by_kernel());
   for (uint64_t page = 0; page < kReal / k64K; ++page) EXPECT_EQ(p[page * k64K + 0x10], 5);  // contents kept
-  ASSERT_EQ(log.size(), kReal / k64K);
+  ASSERT_EQ(log.count(), kReal / k64K);
   for (uint64_t page = 0; page < kReal / k64K; ++page) {
     EXPECT_EQ(log.entries()[page].cause, HmiCause::kUntrainedLink);
     EXPECT_EQ(log.entries()[page].hpa, kWindowBase + page * k64K + 0x10);
@@ -377,10 +377,10 @@ TEST_F(GpuRamTest, LinkDropKeepsMappedPagesWholeAndChecksTheRest) {
   ram->links_changed();
   EXPECT_FALSE(ram->served_by_kernel());
   p[3 * k64K + k64K - 1] = 2;  // the rest of page 3: mapped, as the service would have left it
-  EXPECT_EQ(log.size(), 0u);
+  EXPECT_EQ(log.count(), 0u);
   EXPECT_EQ(ram->serviced_faults(), 0u);
   p[9 * k64K + 4] = 3;  // a page never touched
-  ASSERT_EQ(log.size(), 1u);
+  ASSERT_EQ(log.count(), 1u);
   EXPECT_EQ(log.entries()[0].cause, HmiCause::kUntrainedLink);
   EXPECT_EQ(log.entries()[0].hpa, kWindowBase + 9 * k64K + 4);
   EXPECT_EQ(ram->serviced_faults(), 1u);
@@ -399,7 +399,7 @@ TEST_F(GpuRamTest, AfterDiscardOneServicedTouchHandsTheRealRamBackToTheKernel) {
   EXPECT_TRUE(ram->served_by_kernel());
   for (uint64_t page = 1; page < kReal / k64K; ++page) p[page * k64K] = 1;
   EXPECT_EQ(ram->serviced_faults(), 1u);
-  EXPECT_EQ(log.size(), 0u);
+  EXPECT_EQ(log.count(), 0u);
 }
 
 // Threads keep touching the real RAM while the links go up and down: no touch is lost or stuck, whichever path
@@ -440,7 +440,7 @@ TEST(HmiLog, NamesAndRecords) {
   EXPECT_EQ(to_string(HmiPolicy::kLog), "log");
   HmiLog log;
   log.record(Hmi{{}, {}, 0x1234, HmiCause::kBeyondRealRam});
-  EXPECT_EQ(log.size(), 1u);
+  EXPECT_EQ(log.count(), 1u);
   EXPECT_EQ(log.entries()[0].hpa, 0x1234u);
 }
 

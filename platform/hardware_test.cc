@@ -96,7 +96,7 @@ TEST_F(DefaultHardware, TrainingEveryLinkOfAGpuOpensItsRamAndAGpuResetClosesIt) 
   ASSERT_TRUE(m.has_value());
   auto* p = static_cast<volatile uint8_t*>(*m);
   p[0x100] = 42;
-  EXPECT_EQ(hw->hmi_log().size(), 0u);
+  EXPECT_EQ(hw->hmi_log().count(), 0u);
   EXPECT_EQ(ram->populated_pages(), 1u);
 
   hw->device(gpu)->reset(PciDeviceModel::ResetKind::kHot);
@@ -105,7 +105,7 @@ TEST_F(DefaultHardware, TrainingEveryLinkOfAGpuOpensItsRamAndAGpuResetClosesIt) 
   EXPECT_FALSE(hw->gpu_links_trained(gpu));
   ram->discard();
   EXPECT_EQ(p[0x100], 0);  // log policy: recorded, then zeros
-  ASSERT_EQ(hw->hmi_log().size(), 1u);
+  ASSERT_EQ(hw->hmi_log().count(), 1u);
   EXPECT_EQ(hw->hmi_log().entries()[0].hpa, 0x0400'0000'0100u);
   EXPECT_EQ(hw->hmi_log().entries()[0].cause, HmiCause::kUntrainedLink);
   ram->unmap(*m, 1 << 20);
@@ -135,7 +135,7 @@ TEST_F(DefaultHardware, LinkTrainingHandsGpuRamToTheKernelAndALinkDropTakesItBac
   EXPECT_FALSE(ram->served_by_kernel());
   EXPECT_EQ(p[0x10000], 1);  // mapped before the drop: stays mapped
   p[0x20000] = 2;
-  ASSERT_EQ(hw->hmi_log().size(), 1u);
+  ASSERT_EQ(hw->hmi_log().count(), 1u);
   EXPECT_EQ(hw->hmi_log().entries()[0].hpa, 0x0400'0002'0000u);
   EXPECT_EQ(hw->hmi_log().entries()[0].cause, HmiCause::kUntrainedLink);
   EXPECT_EQ(ram->serviced_faults(), 1u);

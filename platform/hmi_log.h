@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <string_view>
 #include <vector>
@@ -31,20 +32,29 @@ struct Hmi {
   HmiCause cause;
 };
 
+// The latest kKept HMIs and the count of all of them: a client under the `log` policy can raise HMIs without end
+// (a pread of untrained GPU RAM in a loop), and a log that kept them all would grow as long as the process lives.
 class HmiLog {
  public:
+  static constexpr size_t kKept = 1024;
+
   void record(const Hmi& hmi);
   // A fatal HMI: recorded, then the fatal hook runs, before the caller sends the signal that kills the process.
   void record_fatal(const Hmi& hmi);
   // What runs for a fatal HMI: the last moment the process can save what it knows (the interposer writes its
   // report there). It runs on the thread that saw the HMI, which may hold locks of the model.
   void set_fatal_hook(std::function<void(const Hmi&)> hook);
+  // The kept HMIs, oldest first.
   std::vector<Hmi> entries() const;
-  size_t size() const;
+  // Every HMI recorded, kept or not.
+  uint64_t count() const;
 
  private:
+  void add(const Hmi& hmi) NV2PT_REQUIRES(mutex_);
+
   mutable Mutex mutex_;
-  std::vector<Hmi> entries_ NV2PT_GUARDED_BY(mutex_);
+  std::deque<Hmi> entries_ NV2PT_GUARDED_BY(mutex_);
+  uint64_t count_ NV2PT_GUARDED_BY(mutex_) = 0;
   std::function<void(const Hmi&)> fatal_hook_ NV2PT_GUARDED_BY(mutex_);
 };
 

@@ -350,7 +350,7 @@ TEST_F(DeviceTest, FaultedPageIsTheWindowPage) {
   EXPECT_EQ(back, std::byte{0x5a});
   const uint64_t ua = reinterpret_cast<uint64_t>(*p) + 5 * 64 * KiB;
   EXPECT_EQ(as_.registry().lookup(ua, 64 * KiB)->ua_to_hpa(ua, 16), kGpu0Hpa + 5 * 64 * KiB);
-  EXPECT_EQ(host_->hardware().hmi_log().size(), 0u);
+  EXPECT_EQ(host_->hardware().hmi_log().count(), 0u);
   munmap(*p, 1 * GiB);
   gpu->munmap(*p, 1 * GiB);
 }
@@ -652,16 +652,16 @@ TEST_F(HmiTest, GpuRamTouchesFollowTheTrainingAndRealRamRule) {
   auto* ram = static_cast<volatile uint8_t*>(*p);
 
   ram[0] = 1;  // links not trained yet
-  ASSERT_EQ(log.size(), 1u);
+  ASSERT_EQ(log.count(), 1u);
   EXPECT_EQ(log.entries()[0].cause, platform::HmiCause::kUntrainedLink);
   EXPECT_EQ(log.entries()[0].hpa, kGpu0Hpa);
   EXPECT_EQ(log.entries()[0].gpu, address);
 
   ASSERT_TRUE(train_gpu_links("0004:04:00.0"));
   ram[64 * KiB] = 2;  // fine
-  EXPECT_EQ(log.size(), 1u);
+  EXPECT_EQ(log.count(), 1u);
   ram[16 * GiB + 5] = 3;  // past the 16 GiB of real RAM behind the 128 GiB window
-  ASSERT_EQ(log.size(), 2u);
+  ASSERT_EQ(log.count(), 2u);
   EXPECT_EQ(log.entries()[1].cause, platform::HmiCause::kBeyondRealRam);
 
   // A GPU reset drops its links: the page touched while trained is checked again.
@@ -669,7 +669,7 @@ TEST_F(HmiTest, GpuRamTouchesFollowTheTrainingAndRealRamRule) {
   EXPECT_FALSE(host_->hardware().gpu_links_trained(address));
   ram[64 * KiB] = 4;
   if (host_->hardware().gpu_ram(address)->checks_present_pages()) {
-    ASSERT_EQ(log.size(), 3u);
+    ASSERT_EQ(log.count(), 3u);
     EXPECT_EQ(log.entries()[2].cause, platform::HmiCause::kUntrainedLink);
   }
   munmap(*p, kGpuWindow);

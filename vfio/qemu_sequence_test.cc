@@ -207,7 +207,7 @@ TEST_F(QemuSequence, RealizeThenFirstResetOneGpuTwoBridges) {
   ASSERT_EQ(iommu.windows().size(), 1u);
   for (iommu::Pe* pe : group->table_group()->members()) EXPECT_EQ(pe->window(0), iommu.windows()[0].table);
   EXPECT_EQ(host->hardware().gpu_ram(platform::PciAddress::parse("0004:04:00.0").value())->populated_pages(), 0u);
-  EXPECT_EQ(host->hardware().hmi_log().size(), 0u);
+  EXPECT_EQ(host->hardware().hmi_log().count(), 0u);
   InvariantReport r = check_invariants(as, {&iommu});
   EXPECT_TRUE(r.ok()) << r.to_string();
 
