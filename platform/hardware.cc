@@ -4,9 +4,10 @@
 #include <map>
 #include <mutex>
 
-#include "base/thread_annotations.h"
+#include "base/bounded_log.h"
 #include "base/checked.h"
 #include "base/host_page.h"
+#include "base/thread_annotations.h"
 #include "platform/generic_endpoint.h"
 #include "platform/gv100.h"
 #include "platform/npu2_bridge.h"
@@ -27,7 +28,7 @@ struct Hardware::Impl {
   const Machine* machine = nullptr;
   HmiLog hmi_log;  // before the GpuRams, which keep a reference to it
   mutable Mutex opal_mutex;
-  std::vector<Hardware::OpalNpuCall> opal_calls NV2PT_GUARDED_BY(opal_mutex);
+  BoundedLog<Hardware::OpalNpuCall, Hardware::kOpalCallsKept> opal_calls NV2PT_GUARDED_BY(opal_mutex);
   std::map<PciAddress, uint64_t> npu_lpids NV2PT_GUARDED_BY(opal_mutex);
   std::atomic<HmiPolicy> policy{HmiPolicy::kFatal};
   std::map<PciAddress, std::unique_ptr<PciDeviceModel>> devices;
@@ -188,8 +189,8 @@ HmiLog& Hardware::hmi_log() { return impl_->hmi_log; }
 Result<void> Hardware::npu_map_lpar(const PciAddress& gpu, uint64_t lpid, uint64_t msr) {
   if (!impl_->gpu_bridges.contains(gpu) || impl_->gpu_bridges.at(gpu).empty()) return fail(kENODEV);
   MutexLock lock(impl_->opal_mutex);
-  impl_->opal_calls.push_back({OpalNpuCall::kMapLpar, gpu, lpid, 0});
-  impl_->opal_calls.push_back({OpalNpuCall::kInitContext, gpu, 0, msr});
+  impl_->opal_calls.add({OpalNpuCall::kMapLpar, gpu, lpid, 0});
+  impl_->opal_calls.add({OpalNpuCall::kInitContext, gpu, 0, msr});
   impl_->npu_lpids[gpu] = lpid;
   return {};
 }
@@ -197,8 +198,8 @@ Result<void> Hardware::npu_map_lpar(const PciAddress& gpu, uint64_t lpid, uint64
 Result<void> Hardware::npu_unmap_lpar(const PciAddress& gpu) {
   if (!impl_->gpu_bridges.contains(gpu) || impl_->gpu_bridges.at(gpu).empty()) return fail(kENODEV);
   MutexLock lock(impl_->opal_mutex);
-  impl_->opal_calls.push_back({OpalNpuCall::kDestroyContext, gpu, 0, 0});
-  impl_->opal_calls.push_back({OpalNpuCall::kMapLpar, gpu, 0, 0});
+  impl_->opal_calls.add({OpalNpuCall::kDestroyContext, gpu, 0, 0});
+  impl_->opal_calls.add({OpalNpuCall::kMapLpar, gpu, 0, 0});
   impl_->npu_lpids[gpu] = 0;
   return {};
 }
@@ -211,7 +212,7 @@ uint64_t Hardware::npu_lpid(const PciAddress& gpu) const {
 
 std::vector<Hardware::OpalNpuCall> Hardware::opal_npu_calls() const {
   MutexLock lock(impl_->opal_mutex);
-  return impl_->opal_calls;
+  return impl_->opal_calls.entries();
 }
 
 void Hardware::set_hmi_policy(HmiPolicy policy) {

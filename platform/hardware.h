@@ -50,7 +50,8 @@ class Hardware {
   void set_hmi_policy(HmiPolicy policy);
 
   // The NPU's OPAL calls for a GPU's address translation context (OPAL_NPU_MAP_LPAR 148, OPAL_NPU_INIT_CONTEXT
-  // 146, OPAL_NPU_DESTROY_CONTEXT 147), recorded in order so tests can see what the driver did.
+  // 146, OPAL_NPU_DESTROY_CONTEXT 147), recorded in order so tests can see what the driver did: the latest
+  // kOpalCallsKept (every group attach and detach makes two, for as long as the host lives).
   struct OpalNpuCall {
     enum Kind { kMapLpar, kInitContext, kDestroyContext } kind;
     PciAddress gpu;
@@ -64,7 +65,8 @@ class Hardware {
   Result<void> npu_unmap_lpar(const PciAddress& gpu);
   // The LPID the GPU's ATS context is mapped to (0 = the host).
   uint64_t npu_lpid(const PciAddress& gpu) const;
-  std::vector<OpalNpuCall> opal_npu_calls() const;
+  static constexpr size_t kOpalCallsKept = 1024;
+  std::vector<OpalNpuCall> opal_npu_calls() const;  // the kept ones, oldest first
 
  private:
   struct Impl;

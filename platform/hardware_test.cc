@@ -161,6 +161,22 @@ TEST_F(DefaultHardware, AtsdLaunchCompletesAtOnce) {
   EXPECT_EQ(hw->atsd_read(0x42, 0, std::as_writable_bytes(std::span(&back, 1))).error(), kEINVAL);
 }
 
+// Every group attach and detach records two OPAL calls for as long as the host lives: only the latest are kept.
+TEST_F(DefaultHardware, OpalNpuCallsKeepTheLatest) {
+  const PciAddress gpu = machine.gpus().front().address;
+  for (uint64_t lpid = 1; lpid <= Hardware::kOpalCallsKept; ++lpid) {
+    ASSERT_TRUE(hw->npu_map_lpar(gpu, lpid, 0));
+    ASSERT_TRUE(hw->npu_unmap_lpar(gpu));
+  }
+  ASSERT_TRUE(hw->npu_map_lpar(gpu, 7777, 0));
+  const auto calls = hw->opal_npu_calls();
+  ASSERT_EQ(calls.size(), Hardware::kOpalCallsKept);
+  EXPECT_EQ(calls[calls.size() - 2].kind, Hardware::OpalNpuCall::kMapLpar);
+  EXPECT_EQ(calls[calls.size() - 2].lpid, 7777u) << "the newest is last";
+  EXPECT_EQ(calls.back().kind, Hardware::OpalNpuCall::kInitContext);
+  EXPECT_EQ(hw->npu_lpid(gpu), 7777u);
+}
+
 TEST_F(DefaultHardware, PolicyReachesEveryGpuRam) {
   hw->set_hmi_policy(HmiPolicy::kFatal);
   for (const Gpu& gpu : machine.gpus()) EXPECT_EQ(hw->gpu_ram(gpu.address)->config().policy, HmiPolicy::kFatal);

@@ -18,22 +18,16 @@ std::string_view to_string(HmiPolicy policy) {
   return "unknown";
 }
 
-void HmiLog::add(const Hmi& hmi) {
-  if (entries_.size() == kKept) entries_.pop_front();
-  entries_.push_back(hmi);
-  ++count_;
-}
-
 void HmiLog::record(const Hmi& hmi) {
   MutexLock lock(mutex_);
-  add(hmi);
+  entries_.add(hmi);
 }
 
 void HmiLog::record_fatal(const Hmi& hmi) {
   std::function<void(const Hmi&)> hook;
   {
     MutexLock lock(mutex_);
-    add(hmi);
+    entries_.add(hmi);
     hook = fatal_hook_;
   }
   if (hook) hook(hmi);
@@ -46,12 +40,12 @@ void HmiLog::set_fatal_hook(std::function<void(const Hmi&)> hook) {
 
 std::vector<Hmi> HmiLog::entries() const {
   MutexLock lock(mutex_);
-  return {entries_.begin(), entries_.end()};
+  return entries_.entries();
 }
 
 uint64_t HmiLog::count() const {
   MutexLock lock(mutex_);
-  return count_;
+  return entries_.count();
 }
 
 }  // namespace nv2pt::platform

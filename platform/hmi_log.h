@@ -5,11 +5,11 @@
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <string_view>
 #include <vector>
 
+#include "base/bounded_log.h"
 #include "base/thread_annotations.h"
 #include "platform/pci_address.h"
 
@@ -50,11 +50,8 @@ class HmiLog {
   uint64_t count() const;
 
  private:
-  void add(const Hmi& hmi) NV2PT_REQUIRES(mutex_);
-
   mutable Mutex mutex_;
-  std::deque<Hmi> entries_ NV2PT_GUARDED_BY(mutex_);
-  uint64_t count_ NV2PT_GUARDED_BY(mutex_) = 0;
+  BoundedLog<Hmi, kKept> entries_ NV2PT_GUARDED_BY(mutex_);
   std::function<void(const Hmi&)> fatal_hook_ NV2PT_GUARDED_BY(mutex_);
 };
 
