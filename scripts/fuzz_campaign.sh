@@ -9,7 +9,8 @@
 #                       costs about its length: 256 bytes still reach registered memory, windows, GPU-RAM mappings
 #                       and KVM tables, at 2-3 times the executions per second (docs/reliability.md, Speed)
 #   NV2PT_FUZZ_DIR      where everything goes (default build-fuzz/campaign): corpus/ (kept between campaigns,
-#                       seeded from fuzz/corpus/), worker-N.log, crash-*/leak-*/timeout-* reproducers, coverage.txt
+#                       seeded from fuzz/corpus/), worker-N.log, crash-*/leak-*/timeout-*/oom-* reproducers,
+#                       coverage.txt
 # Builds: build-fuzz (libFuzzer, ASan+UBSan) and build-cov (source-based coverage, no sanitizers), clang 14.
 # Exit status 1 if any worker found something (its reproducer is named in the output).
 set -euo pipefail
@@ -47,8 +48,9 @@ pids=()
 for ((i = 0; i < workers; i++)); do
   # Every worker reads the shared corpus and adds what it finds to it (libFuzzer reloads it now and then).
   # -entropic=0: entropic's feature bookkeeping was a fifth of the CPU time (docs/reliability.md, Speed).
+  # -rss_limit_mb: one host serves every input and must not grow with them; a worker stays under 200 MB.
   nice -n 10 build-fuzz/bin/uapi_sequence_fuzzer "${limit[@]}" "${max_len[@]}" -seed=$((i + 1 + RANDOM)) -entropic=0 -timeout=30 \
-    -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$dir/" "$dir/corpus" >"$dir/worker-$i.log" 2>&1 &
+    -rss_limit_mb=1024 -print_final_stats=1 -artifact_prefix="$dir/" "$dir/corpus" >"$dir/worker-$i.log" 2>&1 &
   pids+=($!)
 done
 failed=0
