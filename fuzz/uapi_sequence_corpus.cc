@@ -337,6 +337,26 @@ int main(int argc, char** argv) {
   orphan.op(kContainerIoctl).u8(1).u8(kRegister).u8(0).pool_address(1, 0).u64(1 << 16).exact();
   orphan.op(kContainerIoctl).u8(1).u8(kMapDma).u8(3).pool_address(0, 0).u64(0).u64(1 << 16).exact();
   orphan.op(kCloseGroup).u8(0).op(kCloseContainer).u8(0);  // the first container goes: the region stays
+  // A guest clears through KVM an entry a v1 container mapped (the kernel drops the TCE and the pin stays for
+  // good), and maps over it with memory another container registered. Regression input of the fuzzer's balance
+  // check, which found the pin left.
+  Seq kvm_v1;
+  kvm_v1.op(kOpenExtraGroup).u8(kLegacyGroup4K).op(kOpenContainer).op(kSetContainer).u8(0).u8(0);
+  kvm_v1.op(kSetIommu).u8(0).u8(VFIO_SPAPR_TCE_IOMMU);
+  kvm_v1.container_call(kEnable);
+  kvm_v1.container_call(kMapDma).u8(3).pool_address(1, 0).u64(0).u64(1 << 16).exact();
+  kvm_v1.op(kOpenExtraGroup).u8(kPhbGroup).op(kOpenContainer).op(kSetContainer).u8(1).u8(1);
+  kvm_v1.op(kSetIommu).u8(1).u8(VFIO_SPAPR_TCE_v2_IOMMU);
+  kvm_v1.op(kContainerIoctl).u8(1).u8(kRegister).u8(0).pool_address(1, 0).u64(1 << 20).exact();
+  kvm_v1.op(kKvmMemorySlot).u8(0).pool_address(1, 0).u64(0).u64(1 << 20);
+  kvm_v1.op(kKvmCreateTceTable).u8(0).u8(12).u32(0).u64(0).u64((128 << 20) >> 12);
+  kvm_v1.op(kKvmGroup).u8(0).u8(0);
+  kvm_v1.op(kKvmSetSpaprTce).u8(0).u8(0);
+  kvm_v1.op(kHcall).u8(kHPutTce).u8(0).u64(0).u64(0).u16(1);
+  kvm_v1.op(kHcall).u8(kHStuffTce).u8(0).u64(0).u64(0).u16(16);
+  kvm_v1.op(kHcall).u8(kHPutTce).u8(0).u64(1 << 12).u64((1 << 12) | 3).u16(1);
+  kvm_v1.container_call(kUnmapDma).u8(0).u64(0).u64(1 << 16).exact();
+  kvm_v1.op(kHcall).u8(kHPutTce).u8(0).u64(0).u64(0).u16(1);
   Seq with_kvm = qemu(false);
   kvm_tce_path(with_kvm);
   close_like_qemu(with_kvm);
@@ -399,7 +419,8 @@ int main(int argc, char** argv) {
       {"kvm-tce-64-entries-wrap", &tce64_wrap}, {"kvm-tce-64-at-limit", &tce64_limit},
       {"qemu-7.2", &plain}, {"qemu-7.2-close-container-first", &reversed}, {"qemu-7.2-train-and-touch", &trained},
       {"v1-container", &v1}, {"short-argsz", &short_args}, {"qemu-7.2-kvm-tce", &with_kvm},
-      {"qemu-7.2-dma", &dma}, {"release-while-another-container-maps", &orphan}};
+      {"qemu-7.2-dma", &dma}, {"release-while-another-container-maps", &orphan},
+      {"kvm-clears-v1-mapping", &kvm_v1}};
   for (auto [name, seq] : seeds) {
     if (!write_file(dir + "/" + name, seq->bytes())) {
       std::perror(name);

@@ -177,6 +177,12 @@ long Vm::map_host_entry(iommu::TceTable& table, uint64_t index, uint64_t ua, Dma
 }
 
 long Vm::unmap_host_entry(iommu::TceTable& table, uint64_t index, const mm::Registry::ReadGuard& guard) {
+  // A table without a user-address cache takes only a v1 container's MAP, which pinned the page itself; KVM has
+  // nothing to give that pin back through, so the clear goes to userspace (its UNMAP unpins). The kernel clears
+  // the TCE and succeeds, and the pin is never released (docs/kernel/kvm.md#do-unmap).
+  if (!table.has_userspace_cache()) {
+    return iommu::tce_direction(table.get(index)) == DmaDirection::kNone ? kHSuccess : kHTooHard;
+  }
   auto old = table.exchange(index, 0, DmaDirection::kNone);
   if (!old || old->direction == DmaDirection::kNone) return kHSuccess;
   iommu::TceTable::Leaf cache = table.cache_leaf(index, false);

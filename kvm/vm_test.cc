@@ -526,6 +526,65 @@ TEST_F(KvmTest, DeviceReleaseRacingPutTceIntoGpuRamHasOneWinner) {
   }
 }
 
+// A v1 container pins each page it maps, into a table without a user-address cache. The kernel lets a guest clear
+// such an entry through KVM (kvmppc_tce_iommu_do_unmap: no cache slot is success), and the pin is never released;
+// here KVM leaves the entry to userspace (H_TOO_HARD), whose UNMAP through the container unpins it. A map over it
+// fails before anything changes, and its undo of the entry's subpages leaves the v1 entry alone too.
+TEST(KvmV1, GuestClearOfAV1MappingGoesToUserspaceAndKeepsThePinBalanced) {
+  mm::AddressSpace as(process_options(1));
+  ClientMemory ram(1 * MiB);
+  LegacyGroup legacy(3, 12, 128 * MiB);
+  PhbGroup phb(7);  // a v2 container beside it registers the RAM, so KVM's validation passes
+  auto v1 = std::make_shared<vfio::Container>();
+  auto v2 = std::make_shared<vfio::Container>();
+  ASSERT_TRUE(legacy.group.open());
+  ASSERT_TRUE(legacy.group.set_container(v1));
+  ASSERT_TRUE(v1->set_iommu(VFIO_SPAPR_TCE_IOMMU));
+  ASSERT_TRUE(v1->iommu()->enable(as));
+  ASSERT_TRUE(phb.group.open());
+  ASSERT_TRUE(phb.group.set_container(v2));
+  ASSERT_TRUE(v2->set_iommu(VFIO_SPAPR_TCE_v2_IOMMU));
+  vfio_iommu_spapr_register_memory reg{sizeof(reg), 0, ram.ua(), ram.size()};
+  ASSERT_TRUE(v2->iommu()->register_memory(as, reg));
+  const uint64_t pinned_by_registration = as.pinner().pinned_pages();
+
+  // The client's v1 MAP of 64 KiB at bus address 64 KiB: host TCEs 16-31 (4 KiB pages), one 64 KiB host page pinned.
+  vfio_iommu_type1_dma_map map{sizeof(map), 3, ram.ua(), 64 * KiB, 64 * KiB};
+  ASSERT_TRUE(v1->iommu()->map_dma(as, map));
+  const iommu::TceTable& table = *legacy.table_group.legacy_table();
+  const uint64_t tce = table.get(16);
+  ASSERT_NE(tce, 0u);
+  const uint64_t pins = as.pinner().pin_count(ram.ua());
+
+  Vm vm{as, 1};
+  ASSERT_TRUE(vm.set_memory_region(0, 0, ram.size(), ram.ua()));
+  ASSERT_TRUE(vm.create_tce_table({kLiobn, 12, 0, 0, (128 * MiB) >> 12}));
+  ASSERT_TRUE(vm.vfio_group_add(legacy.group));
+  ASSERT_TRUE(vm.vfio_set_spapr_tce(legacy.group, kLiobn));
+  EXPECT_EQ(vm.h_put_tce(kLiobn, 64 * KiB, 0), kHTooHard);
+  EXPECT_EQ(vm.h_stuff_tce(kLiobn, 0, 0, 32), kHTooHard);
+  EXPECT_EQ(vm.h_put_tce(kLiobn, 64 * KiB, 3), kHTooHard);  // guest RAM at 0, R|W: registered, but no cache slot
+  EXPECT_EQ(table.get(16), tce);
+  EXPECT_EQ(as.pinner().pin_count(ram.ua()), pins);
+  EXPECT_EQ(vm.h_put_tce(kLiobn, 0, 0), kHSuccess);  // an entry nothing mapped clears as before
+
+  vfio_iommu_type1_dma_unmap unmap{sizeof(unmap), 0, 64 * KiB, 64 * KiB};
+  ASSERT_TRUE(v1->iommu()->unmap_dma(as, unmap));
+  EXPECT_EQ(as.pinner().pinned_pages(), pinned_by_registration);
+  EXPECT_EQ(vm.h_put_tce(kLiobn, 64 * KiB, 0), kHSuccess);
+  vfio::InvariantReport r = vfio::check_invariants(as, {v1->iommu(), v2->iommu()}, vm.tce_table(kLiobn)->charged_pages());
+  EXPECT_TRUE(r.ok()) << r.to_string();
+
+  ASSERT_TRUE(vm.vfio_group_del(legacy.group));
+  vm.release_tce_table(kLiobn);
+  ASSERT_TRUE(v2->iommu()->unregister_memory(as, reg));
+  ASSERT_TRUE(v1->iommu()->disable(as));
+  ASSERT_TRUE(legacy.group.unset_container());
+  ASSERT_TRUE(phb.group.unset_container());
+  EXPECT_EQ(as.pinner().pinned_pages(), 0u);
+  EXPECT_EQ(as.locked_memory().locked_pages(), 0u);
+}
+
 }  // namespace
 }  // namespace nv2pt::kvm
 
