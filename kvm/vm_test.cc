@@ -572,7 +572,8 @@ TEST(KvmV1, GuestClearOfAV1MappingGoesToUserspaceAndKeepsThePinBalanced) {
   ASSERT_TRUE(v1->iommu()->unmap_dma(as, unmap));
   EXPECT_EQ(as.pinner().pinned_pages(), pinned_by_registration);
   EXPECT_EQ(vm.h_put_tce(kLiobn, 64 * KiB, 0), kHSuccess);
-  vfio::InvariantReport r = vfio::check_invariants(as, {v1->iommu(), v2->iommu()}, vm.tce_table(kLiobn)->charged_pages());
+  const uint64_t stt_pages = vm.tce_table(kLiobn)->charged_pages();
+  vfio::InvariantReport r = vfio::check_invariants(as, {v1->iommu(), v2->iommu()}, stt_pages);
   EXPECT_TRUE(r.ok()) << r.to_string();
 
   ASSERT_TRUE(vm.vfio_group_del(legacy.group));
